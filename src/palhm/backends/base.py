@@ -1,0 +1,145 @@
+"""The storage backend contract. Every backend (null, localfs, aws-s3) implements it.
+
+A backend stores **copies** under its root: ROOT/PREFIX/PATH. The copy protocol
+(SPEC C2) is the backend's job:
+
+- `begin_copy(prefix)` detects a collision with any existing copy *before* writing
+  anything (CollisionError) and marks the new copy as in progress from its first
+  write (localfs: a hidden staging directory; S3: a manifest in state "building").
+- objects are written with `CopyWriter.open_object()`; the data is a stream of
+  unknown length (rclone's PutStream).
+- `CopyWriter.commit(manifest)` writes the final manifest *last* and makes the copy
+  visible atomically (localfs: fsync + rename + fsync dir).
+- `CopyWriter.rollback()` removes everything of this copy (S3: multipart uploads
+  aborted too). It never touches anything else.
+
+Only names that parse as palhm prefixes are copies (SPEC B6): nothing else under
+the root is ever listed as a copy or removed.
+
+Threads: `open_object` and the sinks it returns are used from worker threads, one
+sink per thread; `begin_copy`, `commit`, `rollback`, `list_copies`, `remove_copy` are
+called from the main thread only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar, Literal
+
+MANIFEST_NAME = ".palhm-manifest.json"
+
+CopyState = Literal["complete", "legacy", "incomplete"]
+"""complete: final manifest present; legacy: prefix-named, no manifest at all (made by
+the original PALHM; counted as a copy); incomplete: staging/building (never counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyInfo:
+    """A copy found under the backend root."""
+
+    prefix: str
+    state: CopyState
+    size: int  # bytes of all objects in the copy, from the listing (manifest excluded)
+    nb_objects: int
+    location: str  # how messages name it: a directory path or s3://bucket/key/
+
+    @property
+    def counted(self) -> bool:
+        """Whether rotation counts this copy (complete or legacy)."""
+        return self.state != "incomplete"
+
+
+class ObjectSink(ABC):
+    """Where the bytes of one object go. Used by one worker thread.
+
+    Either the last pipeline stage writes straight into `fileno()` (no Python in
+    the data path: localfs without a checksum), or the pipeline runner calls
+    `write()` with each chunk it read (and hashed).
+    """
+
+    def fileno(self) -> int | None:
+        """A file descriptor the last stage may write to directly, or None."""
+        return None
+
+    @abstractmethod
+    def write(self, data: memoryview) -> None:
+        """Store the next chunk. Raises BackendError (ENOSPC, S3 error ...)."""
+
+    @abstractmethod
+    def close(self) -> int:
+        """Finish the object (truncate preallocation, fsync, complete upload).
+
+        Returns the object's size in bytes. Raises BackendError.
+        """
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Give up on the object (abort the multipart upload, close files). Never raises
+        for an object that is already gone; rollback removes what remains."""
+
+
+class CopyWriter(ABC):
+    """One copy being built. Obtained from `Backend.begin_copy`."""
+
+    prefix: str
+
+    @abstractmethod
+    def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
+        """Create the object PATH (relative, normalised, may contain '/'). Thread-safe."""
+
+    @abstractmethod
+    def commit(self, manifest: bytes) -> None:
+        """Write the final manifest last and make the copy visible atomically."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Remove everything of this copy. Safe to call after a partial begin."""
+
+
+class Backend(ABC):
+    """A storage backend bound to one task's `backend-param`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, params: Mapping[str, Any], *, task_id: str) -> None:
+        self.params = params
+        self.task_id = task_id
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Human name of the root for messages: '/media/backup', 's3://bucket/root'."""
+
+    @abstractmethod
+    def lock(self) -> AbstractContextManager[None]:
+        """Exclusive lock on the root for a whole run (SPEC B13). Raises LockedError at
+        once, saying who holds it, when another run has it."""
+
+    @abstractmethod
+    def list_copies(self) -> list[CopyInfo]:
+        """Every prefix-named copy under the root, complete or not, oldest first."""
+
+    @abstractmethod
+    def begin_copy(self, prefix: str, *, building_manifest: bytes) -> CopyWriter:
+        """Start a copy. Raises CollisionError, writing nothing, if PREFIX exists."""
+
+    @abstractmethod
+    def remove_copy(self, copy: CopyInfo) -> None:
+        """Delete one copy (old or incomplete) entirely."""
+
+    @abstractmethod
+    def read_manifest(self, prefix: str) -> bytes | None:
+        """The copy's manifest bytes, or None when it has none (legacy copy)."""
+
+    @abstractmethod
+    def open_object_reader(self, prefix: str, path: str) -> AbstractContextManager[IO[bytes]]:
+        """Read one object of a copy (verify, get). Raises BackendError if missing."""
+
+    def after_commit(self, prefix: str) -> None:  # noqa: B027 - optional hook
+        """Optional post-commit work (aws-s3: move objects to rot-storage-class)."""
+
+    def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(path, size) of each object of a copy, manifest excluded. Optional."""
+        raise NotImplementedError

@@ -1,0 +1,41 @@
+"""The module registry (SPEC A2): optional modules named in a config's `modules`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleInfo:
+    name: str
+    backends: tuple[str, ...]
+    muas: tuple[str, ...]
+    description: str
+
+
+MODULES: Final[dict[str, ModuleInfo]] = {
+    "aws": ModuleInfo(
+        "aws",
+        backends=("aws-s3",),
+        muas=("aws-sns",),
+        description="Amazon S3 (and S3-compatible) backend and SNS boot report MUA; needs boto3",
+    ),
+}
+
+CORE_BACKEND_NAMES: Final = ("null", "localfs")
+CORE_MUA_NAMES: Final = ("stdout", "mailx", "smtp")
+
+
+def backend_names(modules: frozenset[str] | set[str]) -> list[str]:
+    names = list(CORE_BACKEND_NAMES)
+    for m in sorted(modules):
+        names.extend(MODULES[m].backends if m in MODULES else ())
+    return names
+
+
+def mua_names(modules: frozenset[str] | set[str]) -> list[str]:
+    names = list(CORE_MUA_NAMES)
+    for m in sorted(modules):
+        names.extend(MODULES[m].muas if m in MODULES else ())
+    return names

@@ -1,0 +1,1 @@
+"""Service fixture: databases (see tests/services/README)."""

@@ -1,0 +1,1 @@
+"""Service fixture: dnslab (see tests/services/README)."""

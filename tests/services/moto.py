@@ -1,0 +1,1 @@
+"""Service fixture: moto (see tests/services/README)."""

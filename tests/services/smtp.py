@@ -1,0 +1,1 @@
+"""Service fixture: smtp (see tests/services/README)."""
