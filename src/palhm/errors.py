@@ -133,3 +133,8 @@ def format_argv(argv: Sequence[str]) -> str:
     import shlex
 
     return shlex.join(argv)
+
+
+class Cancelled(PalhmError):
+    """Work stopped because the run is being cancelled (another object failed, or a
+    signal arrived). Never the root cause: the scheduler reports the first real error."""
