@@ -1,0 +1,295 @@
+"""Command line: argument parsing, logging set-up, and the ONE exception -> exit status map.
+
+`palhm [-q | -v...] [-f FILE] COMMAND [ARGS]` (SPEC A1, C1, C4). Every command loads
+and validates the whole config before doing anything, so a config error (exit 2)
+never leaves half a run behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+
+from palhm import __version__
+from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
+
+log = logging.getLogger("palhm")
+
+DEFAULT_CONFIG_PATHS: Final = (Path("/etc/palhm/palhm.conf"), Path("/etc/palhm/palhm.jsonc"))
+DEFAULT_TASK: Final = "default"
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as UsageError instead of exiting itself."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="palhm",
+        description="Periodic Automatic Live Host Maintenance: run routine and backup tasks.",
+        epilog="Run 'palhm help COMMAND' for a command's usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"palhm {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more output (repeatable)"
+    )
+    parser.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="config file (default: /etc/palhm/palhm.conf, else /etc/palhm/palhm.jsonc);"
+        " builtin:demo and builtin:sample name the packaged configs",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_commands(commands)
+    return parser
+
+
+def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    run = commands.add_parser("run", help="run a task (default: the task 'default')")
+    run.add_argument("task", nargs="?", default="", help="task id")
+    run.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the plan and run nothing"
+    )
+    config = commands.add_parser("config", help="validate and print the effective config")
+    config.add_argument(
+        "action",
+        nargs="?",
+        choices=("check", "show"),
+        help="check: validate only; show: print the effective config as JSON",
+    )
+    commands.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    commands.add_parser("mods", help="list the modules a config may name in 'modules'")
+    commands.add_parser("boot-report", help="compose and send the boot report mail")
+    help_ = commands.add_parser("help", help="usage, or one command's usage")
+    help_.add_argument("topic", nargs="?", help="command name")
+    list_ = commands.add_parser("list", help="list the copies of a backup task")
+    list_.add_argument("task", help="backup task id")
+    list_.add_argument("--json", action="store_true", help="print JSON")
+    verify = commands.add_parser("verify", help="re-read a copy and compare it with its manifest")
+    verify.add_argument("task", help="backup task id")
+    verify.add_argument("prefix", nargs="?", default="latest", help="copy (default: latest)")
+    get = commands.add_parser("get", help="stream one object of a copy to stdout")
+    get.add_argument("task", help="backup task id")
+    get.add_argument("prefix", help="copy prefix, or 'latest'")
+    get.add_argument("path", help="object path")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    if args.file:
+        return str(args.file)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return str(candidate)
+    tried = " or ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
+    raise UsageError(f"no config file: tried {tried} (use -f FILE)")
+
+
+def _verbosity(args: argparse.Namespace, config_vl: int) -> int:
+    if args.quiet:
+        return 1
+    return config_vl + int(args.verbose)
+
+
+def _setup_logging(verbosity: int) -> None:
+    """vl: 0 critical, 1 error, 2 warning, 3 info, 4+ debug (SPEC A2)."""
+    levels = [logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO]
+    level = levels[verbosity] if verbosity < len(levels) else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("palhm: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from palhm.config import load_config
+
+    config = load_config(_config_path(args))
+    verbosity = _verbosity(args, config.vl)
+    _setup_logging(verbosity)
+    return config, verbosity
+
+
+def _task_id(config_tasks: Sequence[str], wanted: str) -> str:
+    task_id = wanted or DEFAULT_TASK
+    if task_id not in config_tasks:
+        known = ", ".join(sorted(config_tasks)) or "none"
+        raise UsageError(f"unknown task '{task_id}' (known: {known})")
+    return task_id
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from palhm import interrupts, runner
+
+    config, verbosity = _load(args)
+    task_id = _task_id(list(config.tasks), args.task)
+    if args.dry_run:
+        sys.stdout.write(runner.plan_text(config, task_id))
+        return
+    interrupts.install_handlers()
+    runner.run_task(config, task_id, verbosity=verbosity)
+    interrupts.check()
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    from palhm.config import load_effective
+
+    config, effective = load_effective(_config_path(args))
+    if args.action == "check":
+        if not args.quiet:
+            print(f"{config.source}: OK ({len(config.tasks)} tasks, {len(config.execs)} execs)")
+        return
+    json.dump(effective, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from palhm.config import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+def cmd_mods(args: argparse.Namespace) -> None:
+    from palhm.modules import MODULES
+
+    for info in MODULES.values():
+        provides = ", ".join([*(f"backend {b}" for b in info.backends), *info.muas])
+        print(f"{info.name}\t{info.description} (provides: {provides})")
+
+
+def cmd_boot_report(args: argparse.Namespace) -> None:
+    from palhm.bootreport import send_boot_report
+
+    config, verbosity = _load(args)
+    if config.boot_report is None:
+        raise ConfigError.single(str(config.source), "", "no 'boot-report' section in the config")
+    send_boot_report(config.boot_report, verbosity=verbosity)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from palhm import operations
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    sys.stdout.write(operations.list_text(config, task, as_json=args.json))
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from palhm import operations
+
+    config, verbosity = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    sys.stdout.write(operations.verify(config, task, args.prefix))
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    from palhm import operations
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    operations.get_object(config, task, args.prefix, args.path, sys.stdout.buffer)
+
+
+COMMANDS: Final[dict[str, Handler]] = {
+    "run": cmd_run,
+    "config": cmd_config,
+    "schema": cmd_schema,
+    "mods": cmd_mods,
+    "boot-report": cmd_boot_report,
+    "list": cmd_list,
+    "verify": cmd_verify,
+    "get": cmd_get,
+}
+
+
+def _help(parser: _Parser, topic: str | None) -> None:
+    if topic is None:
+        parser.print_help()
+        return
+    subparsers = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    sub = subparsers.choices.get(topic)
+    if sub is None:
+        known = ", ".join(subparsers.choices)
+        raise UsageError(f"no command '{topic}' (commands: {known})")
+    sub.print_help()
+
+
+def _dispatch(parser: _Parser, args: argparse.Namespace) -> None:
+    if args.quiet and args.verbose:
+        raise UsageError("-q and -v cannot be used together")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        raise UsageError("no command given")
+    if args.command == "help":
+        _help(parser, args.topic)
+        return
+    COMMANDS[args.command](args)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _report(error: PalhmError) -> None:
+    if isinstance(error, ConfigError):
+        for line in error.lines():
+            print(line, file=sys.stderr)
+        return
+    prefix = "palhm: usage: " if isinstance(error, UsageError) else "palhm: error: "
+    lines = error.lines()
+    print(prefix + lines[0], file=sys.stderr)
+    for line in lines[1:]:
+        print(line, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit status (SPEC A1). The only exception -> status map."""
+    parser = build_parser()
+    verbose = False
+    try:
+        args = parser.parse_args(argv)
+        verbose = bool(args.verbose)
+        _dispatch(parser, args)
+    except PalhmError as error:
+        if verbose and not isinstance(error, ConfigError | UsageError):
+            traceback.print_exc()
+        _report(error)
+        return int(error.exit_status)
+    except KeyboardInterrupt:
+        print("palhm: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # stdout closed early (`palhm get ... | head`): not palhm's failure to report
+        sys.stderr.close()
+        return int(ExitStatus.FAILURE)
+    except Exception as error:  # a bug: one readable line, the traceback with -v
+        if verbose:
+            traceback.print_exc()
+        print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print("palhm: run again with -v for a traceback", file=sys.stderr)
+        return int(ExitStatus.FAILURE)
+    return int(ExitStatus.OK)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

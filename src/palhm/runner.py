@@ -1,0 +1,45 @@
+"""Runs a task by id: dispatches routine and backup tasks (SPEC A4, A5).
+
+Task pointers in routines come back here, so a routine may run a backup task.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from palhm.model import BackupTask, Config, RoutineTask
+
+log = logging.getLogger(__name__)
+
+
+def run_task(config: Config, task_id: str, *, verbosity: int) -> None:
+    """Run one task. Raises PalhmError subclasses; the CLI maps them to exit statuses."""
+    task = config.tasks[task_id]
+    log.info("task '%s': starting", task_id)
+    if isinstance(task, RoutineTask):
+        _run_routine(config, task, verbosity=verbosity)
+    elif isinstance(task, BackupTask):
+        _run_backup(config, task, verbosity=verbosity)
+    log.info("task '%s': done", task_id)
+
+
+def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
+    from palhm.routine import run_routine
+
+    def run_pointer(task_id: str) -> None:
+        run_task(config, task_id, verbosity=verbosity)
+
+    run_routine(task, run_task=run_pointer, verbosity=verbosity)
+
+
+def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> None:
+    from palhm.backup import run_backup
+
+    run_backup(task, modules=config.modules, nb_workers=config.nb_workers, verbosity=verbosity)
+
+
+def plan_text(config: Config, task_id: str) -> str:
+    """What `run --dry-run` prints: the plan, running nothing."""
+    from palhm.plan import describe_plan
+
+    return describe_plan(config, task_id)
