@@ -14,10 +14,13 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from palhm import __version__
 from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
+
+if TYPE_CHECKING:
+    from palhm.model import Config
 
 log = logging.getLogger("palhm")
 
@@ -60,9 +63,7 @@ def build_parser() -> _Parser:
 def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
     run.add_argument("task", nargs="?", default="", help="task id")
-    run.add_argument(
-        "-n", "--dry-run", action="store_true", help="print the plan and run nothing"
-    )
+    run.add_argument("-n", "--dry-run", action="store_true", help="print the plan and run nothing")
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
         "action",
@@ -117,7 +118,8 @@ def _setup_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> tuple[Config, int]:
+    """Load and validate the config, then set up logging at the effective verbosity."""
     from palhm.config import load_config
 
     config = load_config(_config_path(args))
@@ -225,9 +227,7 @@ def _help(parser: _Parser, topic: str | None) -> None:
     if topic is None:
         parser.print_help()
         return
-    subparsers = next(
-        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     sub = subparsers.choices.get(topic)
     if sub is None:
         known = ", ".join(subparsers.choices)

@@ -41,7 +41,8 @@ class ConfigProblem:
 
     def __init__(self, file: str, path: str, message: str) -> None:
         self.file = file
-        self.path = path  # JSON path such as tasks[2].objects[0].pipeline[1].exec-id; "" for the root
+        # JSON path such as tasks[2].objects[0].pipeline[1].exec-id; "" for the root
+        self.path = path
         self.message = message
 
     def __str__(self) -> str:
