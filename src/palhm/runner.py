@@ -1,6 +1,7 @@
 """Runs a task by id: dispatches routine and backup tasks (SPEC A4, A5).
 
 Task pointers in routines come back here, so a routine may run a backup task.
+Notifications and metrics wrap every task run (hooks.run_with_hooks, SPEC C7).
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ log = logging.getLogger(__name__)
 
 def run_task(config: Config, task_id: str, *, verbosity: int) -> None:
     """Run one task. Raises PalhmError subclasses; the CLI maps them to exit statuses."""
+    from palhm.hooks import run_with_hooks
+
     task = config.tasks[task_id]
     log.info("task '%s': starting", task_id)
+    run_with_hooks(config, task, lambda: _run(config, task, verbosity=verbosity))
+    log.info("task '%s': done", task_id)
+
+
+def _run(config: Config, task: RoutineTask | BackupTask, *, verbosity: int) -> object:
     if isinstance(task, RoutineTask):
         _run_routine(config, task, verbosity=verbosity)
-    elif isinstance(task, BackupTask):
-        _run_backup(config, task, verbosity=verbosity)
-    log.info("task '%s': done", task_id)
+        return None
+    return _run_backup(config, task, verbosity=verbosity)
 
 
 def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
@@ -32,10 +39,12 @@ def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
     run_routine(task, run_task=run_pointer, verbosity=verbosity)
 
 
-def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> None:
+def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> object:
     from palhm.backup import run_backup
 
-    run_backup(task, modules=config.modules, nb_workers=config.nb_workers, verbosity=verbosity)
+    return run_backup(
+        task, modules=config.modules, nb_workers=config.nb_workers, verbosity=verbosity
+    )
 
 
 def plan_text(config: Config, task_id: str) -> str:

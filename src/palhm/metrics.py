@@ -1,0 +1,193 @@
+"""Prometheus textfile of each task's last run (SPEC C7), for node_exporter's textfile
+collector (`--collector.textfile.directory`; the file name must end in `.prom`).
+
+One file holds every task: a run replaces only its own task's samples and keeps
+the others' (parsed from the file as it is). The file is written atomically (a
+temp file in the same directory, fsync, rename), so the collector never reads half
+a file; a lock file beside it (`.NAME.lock`) serialises two palhm runs updating it.
+
+Series (gauges, label `task`):
+  palhm_last_run_timestamp_seconds      end of the last run (Unix time)
+  palhm_last_run_duration_seconds       its duration
+  palhm_last_run_success                1 if it succeeded, else 0
+  palhm_last_success_timestamp_seconds  end of the last successful run (kept on failure)
+  palhm_last_run_bytes_written          bytes of the copy made (backup tasks; 0 on failure)
+  palhm_copies_kept                     copies under the root after rotation (backup
+                                        tasks; kept from the previous run on failure)
+Alert on `time() - palhm_last_success_timestamp_seconds > 2 * 86400`, for example.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+METRICS: Final[dict[str, str]] = {
+    "palhm_last_run_timestamp_seconds": "Unix time at which the task's last run ended.",
+    "palhm_last_run_duration_seconds": "Duration of the task's last run in seconds.",
+    "palhm_last_run_success": "1 if the task's last run succeeded, 0 if it failed.",
+    "palhm_last_success_timestamp_seconds": "Unix time at which the last successful run ended.",
+    "palhm_last_run_bytes_written": "Bytes of the copy made by the last run (0 if it failed).",
+    "palhm_copies_kept": "Copies under the backup root after the last rotation.",
+}
+# Kept from the previous file when a run does not produce a new value.
+CARRIED_OVER: Final = ("palhm_last_success_timestamp_seconds", "palhm_copies_kept")
+
+_SAMPLE: Final = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{task="(?P<task>(?:[^"\\]|\\.)*)"\}\s+(?P<value>\S+)\s*$'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """What one task run reports. None = not applicable (routine tasks) or unknown."""
+
+    task_id: str
+    end_time: float  # Unix time
+    duration: float  # seconds
+    success: bool
+    backup: bool = False  # a backup task: bytes and copies apply
+    bytes_written: int | None = None
+    copies_kept: int | None = None
+
+    def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
+        """name -> value for this task; `previous` is the task's samples in the file."""
+        values: dict[str, float] = {
+            # milliseconds are plenty for alerting and keep the file readable
+            "palhm_last_run_timestamp_seconds": round(self.end_time, 3),
+            "palhm_last_run_duration_seconds": round(self.duration, 3),
+            "palhm_last_run_success": 1.0 if self.success else 0.0,
+        }
+        if self.success:
+            values["palhm_last_success_timestamp_seconds"] = round(self.end_time, 3)
+        if self.backup:
+            values["palhm_last_run_bytes_written"] = float(self.bytes_written or 0)
+        if self.copies_kept is not None:
+            values["palhm_copies_kept"] = float(self.copies_kept)
+        for name in CARRIED_OVER:
+            if name not in values and name in previous:
+                values[name] = previous[name]
+        return values
+
+
+# metric name -> task -> value, plus the lines of metrics that are not palhm's
+Series = dict[str, dict[str, float]]
+
+
+def parse_textfile(text: str) -> tuple[Series, list[str]]:
+    """palhm's samples in an existing textfile, and every other line (foreign
+    metrics with their HELP/TYPE comments) verbatim, in order."""
+    series: Series = {name: {} for name in METRICS}
+    foreign: list[str] = []
+    for line in text.splitlines():
+        if _is_own_comment(line) or not line.strip():
+            continue
+        match = _SAMPLE.match(line)
+        if match and match["name"] in METRICS:
+            try:
+                value = float(match["value"])
+            except ValueError:
+                continue  # a damaged sample is dropped, not copied forward
+            series[match["name"]][_unescape(match["task"])] = value
+        else:
+            foreign.append(line)
+    return series, foreign
+
+
+def _is_own_comment(line: str) -> bool:
+    parts = line.split(maxsplit=3)
+    return (
+        len(parts) >= 3 and parts[0] == "#" and parts[1] in ("HELP", "TYPE") and parts[2] in METRICS
+    )
+
+
+def render_textfile(series: Series, foreign: Iterable[str] = ()) -> str:
+    """The whole file: each palhm metric with HELP and TYPE, samples sorted by task."""
+    out: list[str] = []
+    for name, help_text in METRICS.items():
+        samples = series.get(name, {})
+        if not samples:
+            continue
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} gauge")
+        for task in sorted(samples):
+            out.append(f'{name}{{task="{_escape(task)}"}} {_format_value(samples[task])}')
+    out.extend(foreign)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def update_textfile(path: Path, run: RunMetrics) -> None:
+    """Replace `run.task_id`'s samples in the textfile at `path`, atomically.
+
+    Raises OSError (the caller logs it as a warning: metrics never fail a run).
+    """
+    with _locked(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        series, foreign = parse_textfile(text)
+        previous = {
+            name: tasks[run.task_id] for name, tasks in series.items() if run.task_id in tasks
+        }
+        for tasks in series.values():
+            tasks.pop(run.task_id, None)
+        for name, value in run.samples(previous).items():
+            series[name][run.task_id] = value
+        _write_atomically(path, render_textfile(series, foreign))
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # The textfile itself is replaced by rename, so the lock lives in a file of its own.
+    lock_path = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as temp:
+            temp.write(text)
+            temp.flush()
+            os.fsync(temp.fileno())
+        # node_exporter runs as another user: the file must be world-readable
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 2**63:
+        return str(int(value))
+    return repr(value)
+
+
+def _escape(label: str) -> str:
+    return label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _unescape(label: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], label)

@@ -1,0 +1,337 @@
+"""Operations on the copies of a backup task (SPEC C4): `list`, `verify`, `get`.
+
+All three only read: they take no lock, so they can run while a backup of the same
+task is in progress (that copy shows as incomplete and is never chosen as `latest`).
+
+`latest` names the newest complete copy (for `get`, the newest legacy copy when
+there is no complete one: copies made by the original PALHM can be restored too).
+An unknown prefix or object path is a usage error (exit 2); a copy that differs
+from its manifest, or cannot be verified, is a `VerifyError` (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import IO, Any, BinaryIO, Final
+
+from palhm.backends import backend_class
+from palhm.backends.base import Backend, CopyInfo
+from palhm.checksum import new_hasher
+from palhm.errors import BackendError, PalhmError, UsageError
+from palhm.manifest import Manifest, ObjectRecord, parse_manifest
+from palhm.model import BackupTask, Config
+from palhm.prefix import parse_prefix
+from palhm.progress import human_duration, human_size
+
+LATEST: Final = "latest"
+DEFAULT_BLOCK_SIZE: Final = 1 << 20
+_SHOWN_CHOICES: Final = 5  # prefixes or paths listed in an error message
+
+
+class VerifyError(PalhmError):
+    """A copy differs from its manifest (missing object, size or checksum differs), or
+    cannot be verified (legacy or incomplete copy, damaged manifest)."""
+
+
+# --------------------------------------------------------------------------- common
+
+
+def backup_task(config: Config, task_id: str) -> BackupTask:
+    """The backup task `task_id` (known to exist). UsageError if it is a routine."""
+    task = config.tasks[task_id]
+    if not isinstance(task, BackupTask):
+        backups = sorted(t.id for t in config.tasks.values() if isinstance(t, BackupTask))
+        raise UsageError(
+            f"task '{task_id}' is a routine, not a backup task"
+            f" (backup tasks: {', '.join(backups) or 'none'})"
+        )
+    return task
+
+
+def open_backend(config: Config, task: BackupTask) -> Backend:
+    """The task's backend, bound to its `backend-param`."""
+    cls = backend_class(task.backend, config.modules)
+    return cls(task.backend_param, task_id=task.id)
+
+
+def block_size(task: BackupTask) -> int:
+    size = task.backend_param.get("block_size")
+    return size if isinstance(size, int) and size > 0 else DEFAULT_BLOCK_SIZE
+
+
+def resolve_copy(
+    backend: Backend, task: BackupTask, prefix: str, *, legacy_latest: bool
+) -> CopyInfo:
+    """The copy named by `prefix`, or by `latest` (newest complete copy; with
+    `legacy_latest`, the newest legacy copy when there is no complete one)."""
+    copies = backend.list_copies()
+    if prefix == LATEST:
+        return _latest(copies, backend, task, legacy_latest=legacy_latest)
+    for copy in copies:
+        if copy.prefix == prefix:
+            return copy
+    newest = [c.prefix for c in copies[-_SHOWN_CHOICES:]]
+    known = ", ".join(newest) if newest else "none"
+    raise UsageError(
+        f"task '{task.id}': no copy '{prefix}' in {backend.describe()} (newest copies: {known})"
+    )
+
+
+def _latest(
+    copies: Sequence[CopyInfo], backend: Backend, task: BackupTask, *, legacy_latest: bool
+) -> CopyInfo:
+    states = ("complete", "legacy") if legacy_latest else ("complete",)
+    for state in states:
+        found = [c for c in copies if c.state == state]
+        if found:
+            return found[-1]
+    if any(c.state == "legacy" for c in copies):
+        raise VerifyError(
+            f"task '{task.id}': no complete copy in {backend.describe()}"
+            " (only legacy copies without a manifest, which cannot be verified)"
+        )
+    raise VerifyError(f"task '{task.id}': no copies in {backend.describe()}")
+
+
+def load_manifest(backend: Backend, task: BackupTask, copy: CopyInfo) -> Manifest:
+    """The final manifest of a complete copy. VerifyError if missing or damaged."""
+    where = f"task '{task.id}': copy {copy.prefix}"
+    data = backend.read_manifest(copy.prefix)
+    if data is None:
+        raise VerifyError(f"{where} has no manifest")
+    try:
+        manifest = parse_manifest(data)
+    except ValueError as error:
+        raise VerifyError(f"{where}: damaged manifest: {error}") from None
+    if manifest.state != "complete":
+        raise VerifyError(f"{where} is still being built (manifest state '{manifest.state}')")
+    return manifest
+
+
+def _age(copy: CopyInfo, now: datetime) -> float | None:
+    when = parse_prefix(copy.prefix)
+    return (now - when).total_seconds() if when is not None else None
+
+
+# --------------------------------------------------------------------------- list
+
+
+def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
+    """The copies under the task's root, oldest first (text table, or a JSON list)."""
+    backend = open_backend(config, task)
+    copies = backend.list_copies()
+    now = datetime.now(UTC)
+    if as_json:
+        return json.dumps([_copy_json(c, now) for c in copies], indent=2) + "\n"
+    if not copies:
+        return f"task '{task.id}': no copies in {backend.describe()}\n"
+    return _copy_table(task, backend, copies, now)
+
+
+def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
+    age = _age(copy, now)
+    return {
+        "prefix": copy.prefix,
+        "state": copy.state,
+        "objects": copy.nb_objects,
+        "size": copy.size,
+        "size-human": human_size(copy.size),
+        "age-seconds": round(age) if age is not None else None,
+        "location": copy.location,
+    }
+
+
+def _copy_table(
+    task: BackupTask, backend: Backend, copies: Sequence[CopyInfo], now: datetime
+) -> str:
+    counted = [c for c in copies if c.counted]
+    rows = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE")]
+    for copy in copies:
+        age = _age(copy, now)
+        rows.append(
+            (
+                copy.prefix,
+                copy.state,
+                str(copy.nb_objects),
+                human_size(copy.size),
+                human_duration(age) if age is not None else "?",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [f"task '{task.id}': copies in {backend.describe()}, oldest first"]
+    for row in rows:
+        left = f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}"
+        right = f"{row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}"
+        lines.append(f"{left}  {right}")
+    total = sum(c.size for c in counted)
+    lines.append(
+        f"{_count(len(counted), 'counted copy', 'counted copies')}, {human_size(total)}"
+        f" ({total} bytes)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify(config: Config, task: BackupTask, prefix: str) -> str:
+    """Re-read every object of a copy and compare size and checksum with its manifest.
+
+    Returns the report on success. Raises VerifyError listing every difference
+    (missing object, size differs, checksum differs, object not in the manifest),
+    or saying why the copy cannot be verified; UsageError for an unknown prefix.
+    """
+    backend = open_backend(config, task)
+    copy = resolve_copy(backend, task, prefix, legacy_latest=False)
+    if copy.state != "complete":
+        raise VerifyError(_unverifiable(task, copy))
+    manifest = load_manifest(backend, task, copy)
+    problems: list[str] = []
+    for record in manifest.objects:
+        problems.extend(_check_object(backend, task, copy.prefix, record))
+    problems.extend(_extra_objects(backend, copy.prefix, manifest))
+    head = f"task '{task.id}': copy {copy.prefix} in {backend.describe()}"
+    if problems:
+        lines = [f"{head}: {len(problems)} problem(s) found:"]
+        raise VerifyError("\n".join(lines + ["  " + p for p in problems]))
+    return _verify_report(head, manifest)
+
+
+def _unverifiable(task: BackupTask, copy: CopyInfo) -> str:
+    if copy.state == "legacy":
+        return (
+            f"task '{task.id}': copy {copy.prefix} has no manifest (made by the original"
+            " PALHM): there is nothing to verify it against"
+        )
+    return (
+        f"task '{task.id}': copy {copy.prefix} is incomplete (a run in progress or an"
+        " interrupted one): it cannot be verified"
+    )
+
+
+def _check_object(
+    backend: Backend, task: BackupTask, prefix: str, record: ObjectRecord
+) -> list[str]:
+    """The differences between a stored object and its manifest record ([] if none)."""
+    try:
+        with backend.open_object_reader(prefix, record.path) as reader:
+            size, digest = _read_all(reader, record.checksum_algorithm, block_size(task))
+    except BackendError as error:
+        return [f"missing object: {record.path} ({_first_line(error)})"]
+    except ValueError as error:  # unknown checksum algorithm in the manifest
+        return [f"cannot check {record.path}: {error}"]
+    return _differences(record, size, digest)
+
+
+def _differences(record: ObjectRecord, size: int, digest: str | None) -> list[str]:
+    found: list[str] = []
+    if size != record.size:
+        found.append(
+            f"size differs: {record.path} (manifest {record.size} bytes, stored {size} bytes)"
+        )
+    if record.checksum is not None and digest != record.checksum:
+        found.append(
+            f"checksum differs: {record.path} ({record.checksum_algorithm}: manifest"
+            f" {record.checksum}, stored {digest})"
+        )
+    return found
+
+
+def _read_all(
+    reader: IO[bytes], algorithm: str, chunk: int, *, out: BinaryIO | None = None
+) -> tuple[int, str | None]:
+    """Read a stream to its end in bounded memory, copying it to `out` if given:
+    (size, hex digest or None)."""
+    hasher = new_hasher(algorithm)
+    size = 0
+    while data := reader.read(chunk):
+        if out is not None:
+            out.write(data)
+        size += len(data)
+        if hasher is not None:
+            hasher.update(data)
+    return size, hasher.hexdigest() if hasher is not None else None
+
+
+def _extra_objects(backend: Backend, prefix: str, manifest: Manifest) -> list[str]:
+    try:
+        stored = list(backend.iter_objects(prefix))
+    except NotImplementedError:  # optional in the backend contract
+        return []
+    known = {record.path for record in manifest.objects}
+    return [f"object not in the manifest: {path}" for path, _ in stored if path not in known]
+
+
+def _verify_report(head: str, manifest: Manifest) -> str:
+    algorithms = sorted({r.checksum_algorithm for r in manifest.objects}) or ["none"]
+    how = "size only" if algorithms == ["none"] else f"size and {', '.join(algorithms)}"
+    lines = [
+        f"{head}: OK, {_count(len(manifest.objects), 'object', 'objects')},"
+        f" {human_size(manifest.size)}"
+        f" ({manifest.size} bytes) match the manifest ({how})"
+    ]
+    width = max((len(r.path) for r in manifest.objects), default=0)
+    lines.extend(f"  ok  {r.path:<{width}}  {r.size:>14} bytes" for r in manifest.objects)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- get
+
+
+def get_object(config: Config, task: BackupTask, prefix: str, path: str, out: BinaryIO) -> None:
+    """Stream object PATH of a copy (`latest` or a prefix) to `out` in bounded memory.
+
+    For a complete copy the data is checked against the manifest while it streams;
+    a difference raises VerifyError after the last byte (so `set -o pipefail` in the
+    restore pipeline catches a damaged object). UsageError for an unknown prefix or path.
+    """
+    backend = open_backend(config, task)
+    copy = resolve_copy(backend, task, prefix, legacy_latest=True)
+    if copy.state == "incomplete":
+        raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")
+    wanted = _normalise(path)
+    record = None
+    if copy.state == "complete":
+        record = _find_record(load_manifest(backend, task, copy), task, copy, wanted)
+    algorithm = record.checksum_algorithm if record is not None else "none"
+    try:
+        with backend.open_object_reader(copy.prefix, wanted) as reader:
+            size, digest = _read_all(reader, algorithm, block_size(task), out=out)
+    except BackendError as error:
+        raise BackendError(f"task '{task.id}': copy {copy.prefix}: {error}") from None
+    out.flush()
+    if record is not None and (problems := _differences(record, size, digest)):
+        raise VerifyError(
+            f"task '{task.id}': copy {copy.prefix}: the object written differs from the"
+            f" manifest: {'; '.join(problems)}"
+        )
+
+
+def _normalise(path: str) -> str:
+    clean = posixpath.normpath(path.strip("/"))
+    if clean in ("", ".") or clean.split("/")[0] == "..":
+        raise UsageError(f"'{path}' is not an object path")
+    return clean
+
+
+def _find_record(manifest: Manifest, task: BackupTask, copy: CopyInfo, path: str) -> ObjectRecord:
+    for record in manifest.objects:
+        if record.path == path:
+            return record
+    paths = [r.path for r in manifest.objects]
+    shown = ", ".join(paths[:_SHOWN_CHOICES]) + (", ..." if len(paths) > _SHOWN_CHOICES else "")
+    raise UsageError(
+        f"task '{task.id}': no object '{path}' in copy {copy.prefix} (objects: {shown or 'none'})"
+    )
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
