@@ -9,6 +9,10 @@ API CONTRACT (other modules code against these signatures; keep them):
         tail of stderr is kept for the error message either way. Returns the exit
         status when cmd.ec accepts it, else raises CommandError(context, argv,
         "exited with status N" | "killed by SIGxxx" | "timed out after N s", tail).
+        A command that cannot be started raises CommandError("could not be started:
+        ..."). `cancel` set (before or while it runs) -> the command's process group
+        is terminated and Cancelled is raised. Children left behind by a successful
+        command (daemons) are not touched.
 
     run_pipeline(stages: Sequence[Exec], sink: ObjectSink, *, context: str,
                  verbosity: int, hasher: Hasher | None = None,
@@ -17,10 +21,781 @@ API CONTRACT (other modules code against these signatures; keep them):
         Stages connected by OS pipes, no shell; first stdin /dev/null; the last
         stage's stdout goes to sink.fileno() directly when hasher is None and the
         sink offers an fd, else it is read in block_size chunks, hashed, and passed
-        to sink.write(). Every stage's status judged against its ec; the root
+        to sink.write() (one reused buffer: the sink must not keep `data` after
+        write() returns). Every stage's status judged against its ec; the root
         cause is reported (not an upstream SIGPIPE, SPEC B8). On failure, timeout
         or `cancel` being set: terminate the process group, grace period, kill,
-        reap everything. sink.close() is called on success (its size is returned),
-        sink.abort() on failure. Raises PipelineError naming `context` + stage
-        index/label, BackendError from the sink, Cancelled when cancel was set.
+        reap everything. sink.close() is called on success, sink.abort() on any
+        failure. Raises PipelineError naming `context` + stage index/label
+        ("task 't', object 'o', stage 2 (zstd)"), BackendError from the sink,
+        Cancelled when cancel was set. `progress(total_bytes)` is called from the
+        calling thread as data flows (fd path: from the sink fd's offset, which the
+        last stage shares). PipelineResult.size: the bytes counted on the read path,
+        sink.close()'s answer on the fd path. Descendants a stage left running in
+        the pipeline's process group are killed when the pipeline ends.
+
+Both are blocking and may be called from any thread, several at once. The caller
+keeps the ability to run Python signal handlers: waits are select() calls of at
+most POLL_INTERVAL, after which `cancel` is looked at.
+
+How it works:
+- Every child gets /dev/null or a pipe as stdin, a stderr pipe of its own, and
+  PR_SET_PDEATHSIG=SIGKILL so it dies with palhm (even a SIGKILLed palhm). Children
+  inherit the calling thread's signal mask (the `sigmask` builtin relies on that).
+- All processes of one call share one new process group, so terminating the group
+  reaches the stages and whatever they started. The group id stays reserved
+  because palhm reaps its children only after the last signal to the group.
+- One thread per call drains every child's stderr (relayed line by line to fd 2
+  when the verbosity allows, a tail kept for messages), so a chatty stage never
+  blocks on a full stderr pipe.
+- Exits are observed with waitid(WNOWAIT) (woken by pidfds), which leaves the
+  zombies in place until the end for the reason above.
+
+Root cause of a failed pipeline, in order: cancel (Cancelled); the stage past
+its timeout; the sink's error; else the most downstream stage that failed on its
+own before palhm started killing -- a stage killed by SIGPIPE only when no other
+stage failed (it means a later stage stopped reading early). Processes that end
+after palhm began killing are consequences, never the reported cause.
 """
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import functools
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Literal, Protocol
+
+from palhm.backends.base import ObjectSink
+from palhm.errors import BackendError, Cancelled, CommandError, PipelineError, format_argv
+from palhm.model import Exec
+from palhm.values import signal_name
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL: Final = 0.1  # s: longest wait before `cancel` and timeouts are looked at
+GRACE_PERIOD: Final = 2.0  # s between SIGTERM and SIGKILL when terminating
+STDERR_TAIL_LINES: Final = 20  # lines of a child's stderr kept for its error message
+STDERR_WAIT: Final = 1.0  # s to wait for stderr EOF after the children are reaped
+PIPE_SIZE: Final = 1 << 20  # bytes asked for the data pipes (best effort)
+
+_F_SETPIPE_SZ: Final[int] = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_PR_SET_PDEATHSIG: Final = 1
+_TAIL_LINE_CHARS: Final = 400  # a tail line longer than this is cut
+_STDERR_LINE_MAX: Final = 1 << 16  # bytes: relay a partial line once it is this long
+_READ_CHUNK: Final = 1 << 16  # bytes read from a stderr pipe at a time
+_DRAIN_READS: Final = 64  # reads of a pipe when forced to stop: a stray may never stop
+
+Trigger = Literal["failed", "timeout", "cancel", "sink", "error"]
+
+
+class Hasher(Protocol):
+    """What run_pipeline needs of a checksum (hashlib, blake3, xxhash objects fit)."""
+
+    def update(self, data: memoryview | bytes, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """How one stage ended. `status` is None when it was killed by `signal` (a name)."""
+
+    argv: tuple[str, ...]
+    label: str
+    status: int | None
+    signal: str | None
+    accepted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    """A successful pipeline: bytes stored, hex digest (None without hasher), stages."""
+
+    size: int
+    digest: str | None
+    stages: tuple[StageResult, ...]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def run_command(
+    cmd: Exec, *, context: str, verbosity: int, cancel: threading.Event | None = None
+) -> int:
+    """Run one command; see the module docstring for the contract."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{context}: cancelled")
+    stdout = None if verbosity >= cmd.vl_stdout else subprocess.DEVNULL
+    _flush_stdout()  # what palhm printed so far comes before the child's output
+    with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=False) as run:
+        run.spawn(cmd, stdin=None, stdout=stdout)
+        run.watch(None)
+        run.finish(kill_strays=False)
+    run.raise_failure(None)
+    status = run.children[0].status
+    assert status is not None  # accepted, so it exited normally
+    return status
+
+
+def run_pipeline(
+    stages: Sequence[Exec],
+    sink: ObjectSink,
+    *,
+    context: str,
+    verbosity: int,
+    hasher: Hasher | None = None,
+    block_size: int = 1 << 20,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PipelineResult:
+    """Run `stages` into `sink`; see the module docstring for the contract."""
+    if not stages:
+        raise ValueError("a pipeline needs at least one stage")
+    if block_size <= 0:
+        raise ValueError("block_size must be positive")
+    try:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"{context}: cancelled")
+        size, digest, results = _pump_pipeline(
+            stages, sink, context, verbosity, hasher, block_size, cancel, progress
+        )
+    except BaseException:
+        _abort_sink(sink, context)
+        raise
+    return PipelineResult(size=size, digest=digest, stages=results)
+
+
+def _pump_pipeline(
+    stages: Sequence[Exec],
+    sink: ObjectSink,
+    context: str,
+    verbosity: int,
+    hasher: Hasher | None,
+    block_size: int,
+    cancel: threading.Event | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, str | None, tuple[StageResult, ...]]:
+    """Run the stages and the data path; close the sink on success. Raises on failure."""
+    direct_fd = sink.fileno() if hasher is None else None
+    with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=True) as run:
+        data_fd = _spawn_stages(run, stages, direct_fd)
+        pump = None
+        if data_fd is not None:
+            pump = _Pump(data_fd, sink, hasher, block_size, progress, context)
+        run.watch(pump, progress_fd=direct_fd if progress else None, progress=progress)
+        run.finish(kill_strays=True)
+    run.raise_failure(pump)
+    size = _close_sink(sink, context)
+    if pump is not None:
+        size = pump.size
+    digest = hasher.hexdigest() if hasher is not None else None
+    return size, digest, run.results()
+
+
+def _spawn_stages(run: _Run, stages: Sequence[Exec], direct_fd: int | None) -> int | None:
+    """Start the stages connected by pipes. Returns the read end of the last stage's
+    stdout, or None when the last stage writes straight into `direct_fd`."""
+    upstream: int | None = None  # read end of the previous stage's stdout
+    for index, cmd in enumerate(stages):
+        stdin, upstream = upstream, None
+        write_end: int | None = None  # our copy of this stage's stdout pipe
+        try:
+            if index == len(stages) - 1 and direct_fd is not None:
+                run.spawn(cmd, stdin=stdin, stdout=direct_fd)
+            else:
+                upstream, write_end = _data_pipe()
+                run.spawn(cmd, stdin=stdin, stdout=write_end)
+        except BaseException:
+            if upstream is not None:
+                os.close(upstream)
+            raise
+        finally:
+            # our copies go at once: a stage must see EOF / SIGPIPE when its peer dies
+            if stdin is not None:
+                os.close(stdin)
+            if write_end is not None:
+                os.close(write_end)
+    return upstream
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _flush_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+
+
+def _data_pipe() -> tuple[int, int]:
+    """A pipe (read, write), both close-on-exec, enlarged for throughput if allowed."""
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # EPERM past the per-user pipe quota: keep 64 KiB
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_SIZE)
+    return read_end, write_end
+
+
+def _environment(cmd: Exec) -> dict[str, str] | None:
+    """palhm's environment with cmd.env added (SPEC B3); None = inherit as is."""
+    if not cmd.env:
+        return None
+    return {**os.environ, **cmd.env}
+
+
+def _close_sink(sink: ObjectSink, context: str) -> int:
+    try:
+        return sink.close()
+    except OSError as error:
+        raise BackendError(f"{context}: {error}") from error
+
+
+def _abort_sink(sink: ObjectSink, context: str) -> None:
+    try:
+        sink.abort()
+    except Exception as error:  # the original failure is what the user must see
+        log.warning("%s: could not abort the object: %s", context, error)
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
+    """preexec_fn: in the child, between fork and exec. Only two syscalls, no locks."""
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # palhm died before prctl took effect
+        os._exit(255)
+
+
+def _child_setup() -> Callable[[], None] | None:
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    return functools.partial(_die_with_parent, prctl, os.getpid())
+
+
+# --------------------------------------------------------------------------- stderr
+
+
+class _StderrTail:
+    """The last lines of one child's stderr; relays whole lines to fd 2 when `forward`."""
+
+    def __init__(self, forward: bool) -> None:
+        self.forward = forward
+        self._lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._partial = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._partial += data
+        end = self._partial.rfind(b"\n") + 1
+        if end == 0:
+            if len(self._partial) < _STDERR_LINE_MAX:
+                return
+            end = len(self._partial)
+        chunk = bytes(self._partial[:end])
+        del self._partial[:end]
+        self._emit(chunk)
+
+    def finish(self) -> None:
+        if self._partial:
+            self._emit(bytes(self._partial) + b"\n")
+            self._partial.clear()
+
+    def lines(self) -> list[str]:
+        return list(self._lines)
+
+    def _emit(self, chunk: bytes) -> None:
+        if self.forward:
+            _write_all(2, chunk)
+        for raw in chunk.rstrip(b"\n").rsplit(b"\n", STDERR_TAIL_LINES)[-STDERR_TAIL_LINES:]:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self._lines.append(line[:_TAIL_LINE_CHARS])
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except OSError:  # palhm's own stderr is gone: nothing better to do with it
+            return
+        view = view[written:]
+
+
+class _StderrRelay:
+    """Drains the stderr pipes of one call's children in one thread."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._stop_read, self._stop_write = os.pipe()
+        self._selector.register(self._stop_read, selectors.EVENT_READ, None)
+        self._open = 0
+        self._thread = threading.Thread(target=self._run, name="palhm-stderr", daemon=True)
+
+    def add(self, fd: int, tail: _StderrTail) -> None:
+        """Take ownership of `fd` (read end of a stderr pipe). Before start() only."""
+        self._selector.register(fd, selectors.EVENT_READ, tail)
+        self._open += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Wait up to `timeout` for EOF on every pipe, then read what is left and stop
+        (a descendant that left the process group may hold a pipe open forever)."""
+        if self._thread.ident is None:  # never started: a stage could not be started
+            self._drain_all()
+        else:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                os.write(self._stop_write, b"x")
+                self._thread.join()
+        self._selector.close()
+        os.close(self._stop_read)
+        os.close(self._stop_write)
+
+    def _run(self) -> None:
+        # signals go to the main thread, which runs Python handlers (and sigmask holds)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        while self._open:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    self._drain_all()
+                    return
+                self._read(key.fd, key.data)
+
+    def _read(self, fd: int, tail: _StderrTail) -> None:
+        try:
+            data = os.read(fd, _READ_CHUNK)
+        except OSError:
+            data = b""
+        if data:
+            tail.feed(data)
+        else:
+            self._close(fd, tail)
+
+    def _drain_all(self) -> None:
+        """Read what the pipes hold now (bounded), then close them all."""
+        for key in [key for key in self._selector.get_map().values() if key.data is not None]:
+            os.set_blocking(key.fd, False)
+            with contextlib.suppress(OSError):
+                for _ in range(_DRAIN_READS):
+                    data = os.read(key.fd, _READ_CHUNK)
+                    if not data:
+                        break
+                    key.data.feed(data)
+            self._close(key.fd, key.data)
+
+    def _close(self, fd: int, tail: _StderrTail) -> None:
+        tail.finish()
+        self._selector.unregister(fd)
+        os.close(fd)
+        self._open -= 1
+
+
+# --------------------------------------------------------------------------- data path
+
+
+class _Pump:
+    """Reads the last stage's stdout into one reused buffer, hashes it, feeds the sink."""
+
+    def __init__(
+        self,
+        fd: int,
+        sink: ObjectSink,
+        hasher: Hasher | None,
+        block_size: int,
+        progress: Callable[[int], None] | None,
+        context: str,
+    ) -> None:
+        self.fd = fd
+        self.sink = sink
+        self.hasher = hasher
+        self.progress = progress
+        self.context = context
+        self.view = memoryview(bytearray(block_size))
+        self.filled = 0
+        self.size = 0
+        self.eof = False
+        self.error: BackendError | None = None
+
+    def on_readable(self) -> None:
+        """Read what the pipe holds; pass a full buffer (or the rest at EOF) on."""
+        count = os.readv(self.fd, [self.view[self.filled :]])
+        self.filled += count
+        if count == 0:
+            self.eof = True
+        if self.eof or self.filled == len(self.view):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.filled:
+            return
+        chunk = self.view[: self.filled]
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+        try:
+            self.sink.write(chunk)
+        except BackendError as error:
+            self.error = error
+            return
+        except OSError as error:
+            self.error = BackendError(f"{self.context}: {error}")
+            return
+        finally:
+            chunk.release()
+        self.size += self.filled
+        self.filled = 0
+        if self.progress is not None:
+            self.progress(self.size)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(eq=False, slots=True)
+class _Child:
+    cmd: Exec
+    index: int
+    proc: subprocess.Popen[bytes]
+    tail: _StderrTail
+    pidfd: int | None
+    deadline: float | None
+    status: int | None = None
+    signum: int | None = None
+    exited: bool = False
+    after_kill: bool = False  # ended after palhm began killing: a consequence
+    timed_out: bool = False
+    reaped: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not None and self.cmd.ec.accepts(self.status)
+
+
+class _Run:
+    """The children of one run_command / run_pipeline call: spawn, watch, kill, reap.
+
+    A context manager: leaving it by an exception terminates and reaps everything.
+    """
+
+    def __init__(
+        self, *, context: str, verbosity: int, cancel: threading.Event | None, pipeline: bool
+    ) -> None:
+        self.context = context
+        self.verbosity = verbosity
+        self.cancel = cancel
+        self.pipeline = pipeline
+        self.children: list[_Child] = []
+        self.pgid: int | None = None
+        self.trigger: Trigger | None = None
+        self.killing = False
+        self.pump: _Pump | None = None
+        self._selector = selectors.DefaultSelector()
+        self._pidfds = True  # every child has a pidfd in the selector
+        self._relay = _StderrRelay()
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and not all(child.reaped for child in self.children):
+            self.trigger = self.trigger or "error"
+            self.finish(kill_strays=True)
+        self._close_pump()
+        self._selector.close()
+        self._relay.stop(STDERR_WAIT)
+
+    # ----------------------------------------------------------------- spawning
+
+    def where(self, index: int, cmd: Exec) -> str:
+        """How messages name the child at `index`: the context, plus the stage."""
+        if not self.pipeline:
+            return self.context
+        return f"{self.context}, stage {index + 1} ({cmd.label})"
+
+    def spawn(self, cmd: Exec, *, stdin: int | None, stdout: int | None) -> None:
+        """Start `cmd` in this run's process group. Raises CommandError/PipelineError
+        when it cannot be started."""
+        index = len(self.children)
+        where = self.where(index, cmd)
+        log.debug("%s: running %s", where, format_argv(cmd.argv))
+        err_read, err_write = os.pipe()
+        try:
+            proc = self._popen(cmd, stdin, stdout, err_write)
+        except (OSError, subprocess.SubprocessError) as error:
+            os.close(err_read)
+            reason = getattr(error, "strerror", None) or str(error)
+            error_class = PipelineError if self.pipeline else CommandError
+            raise error_class(where, cmd.argv, f"could not be started: {reason}") from error
+        finally:
+            os.close(err_write)  # only the child writes its stderr
+        if self.pgid is None:
+            self.pgid = proc.pid
+        self._track(cmd, index, proc, err_read)
+
+    def _popen(
+        self, cmd: Exec, stdin: int | None, stdout: int | None, stderr: int
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(cmd.argv),
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=_environment(cmd),
+            close_fds=True,
+            # the first child founds the group, the others join it (same session, so
+            # setpgid is allowed; palhm stays in the terminal's foreground group)
+            process_group=0 if self.pgid is None else self.pgid,
+            preexec_fn=_child_setup(),
+        )
+
+    def _track(self, cmd: Exec, index: int, proc: subprocess.Popen[bytes], err: int) -> None:
+        tail = _StderrTail(forward=self.verbosity >= cmd.vl_stderr)
+        self._relay.add(err, tail)
+        pidfd = None
+        if self._pidfds:
+            try:
+                pidfd = os.pidfd_open(proc.pid)
+            except (OSError, AttributeError):  # pidfd: Linux >= 5.3
+                self._pidfds = False
+        deadline = time.monotonic() + cmd.timeout if cmd.timeout is not None else None
+        child = _Child(cmd, index, proc, tail, pidfd, deadline)
+        self.children.append(child)
+        if pidfd is not None:
+            self._selector.register(pidfd, selectors.EVENT_READ, child)
+
+    # ----------------------------------------------------------------- watching
+
+    def watch(
+        self,
+        pump: _Pump | None,
+        *,
+        progress_fd: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Wait until every child exited and the data reached EOF, or a trigger to stop
+        (failure, timeout, cancel, sink error) happened."""
+        self._relay.start()
+        self.pump = pump
+        if pump is not None:
+            self._selector.register(pump.fd, selectors.EVENT_READ, pump)
+        offset = 0
+        while self.trigger is None and not self._done():
+            for key, _ in self._selector.select(self._wait_time()):
+                if isinstance(key.data, _Child):
+                    self._observe(key.data)  # its pidfd: it ended
+                elif pump is not None:
+                    self._pump_once(pump)
+            if not self._pidfds:  # no pidfd to wake us: look at every child each time
+                self._observe_all()
+            self._check()
+            if progress_fd is not None and progress is not None:
+                offset = _report_offset(progress_fd, offset, progress)
+
+    def _pump_once(self, pump: _Pump) -> None:
+        pump.on_readable()
+        if pump.error is not None:
+            self.trigger = "sink"
+        if pump.eof or pump.error is not None:
+            self._close_pump()
+
+    def _done(self) -> bool:
+        pump_done = self.pump is None or self.pump.eof
+        return pump_done and all(child.exited for child in self.children)
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        wait = POLL_INTERVAL
+        for child in self.children:
+            if child.deadline is not None and not child.exited:
+                wait = min(wait, max(0.0, child.deadline - now))
+        return wait
+
+    def _check(self) -> None:
+        """Set the trigger to stop: a stage failed on its own, timed out, or cancel."""
+        if self.trigger is not None:
+            return
+        if any(c.exited and not c.accepted and c.signum != signal.SIGPIPE for c in self.children):
+            self.trigger = "failed"
+            return
+        now = time.monotonic()
+        for child in self.children:
+            if not child.exited and child.deadline is not None and now >= child.deadline:
+                child.timed_out = True
+                self.trigger = "timeout"
+                return
+        if self.cancel is not None and self.cancel.is_set():
+            self.trigger = "cancel"
+
+    def _observe_all(self) -> None:
+        for child in self.children:
+            if not child.exited:
+                self._observe(child)
+
+    def _observe(self, child: _Child) -> None:
+        """Record the child's end if it ended, without reaping it (see module doc)."""
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        try:
+            info = os.waitid(os.P_PID, child.proc.pid, flags)
+        except ChildProcessError:  # reaped behind our back: Popen knows the status
+            if child.proc.poll() is None:
+                return
+            child.reaped = True
+            code = child.proc.returncode
+            child.status, child.signum = (code, None) if code >= 0 else (None, -code)
+        else:
+            if info is None:
+                return
+            if info.si_code == os.CLD_EXITED:
+                child.status = info.si_status
+            else:
+                child.signum = info.si_status
+        child.exited = True
+        child.after_kill = self.killing
+        self._forget_pidfd(child)
+
+    def _forget_pidfd(self, child: _Child) -> None:
+        if child.pidfd is not None:
+            self._selector.unregister(child.pidfd)
+            os.close(child.pidfd)
+            child.pidfd = None
+
+    # ----------------------------------------------------------------- ending
+
+    def finish(self, *, kill_strays: bool) -> None:
+        """Terminate if a trigger fired, else (pipelines) kill leftover descendants in
+        the group; then reap every child."""
+        if self.trigger is not None:
+            self._terminate()
+        elif kill_strays:
+            self._signal_group(signal.SIGKILL)
+        for child in self.children:
+            if not child.reaped:
+                child.proc.wait()
+                child.reaped = True
+            self._forget_pidfd(child)
+
+    def _terminate(self) -> None:
+        """SIGTERM to the group, up to GRACE_PERIOD for it to go, then SIGKILL."""
+        self._observe_all()  # statuses that are already final are not our doing
+        self.killing = True
+        self._close_pump()  # writers into it get SIGPIPE
+        self._signal_group(signal.SIGTERM)
+        end = time.monotonic() + GRACE_PERIOD
+        while not all(child.exited for child in self.children):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._selector.select(min(left, POLL_INTERVAL))
+            self._observe_all()
+        self._signal_group(signal.SIGKILL)
+        self._observe_all()
+
+    def _signal_group(self, signum: int) -> None:
+        # safe only while one of our children is unreaped: it keeps the group id taken
+        if self.pgid is None or all(child.reaped for child in self.children):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, signum)
+
+    def _close_pump(self) -> None:
+        pump = self.pump
+        if pump is not None and pump.fd >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(pump.fd)
+            os.close(pump.fd)
+            pump.fd = -1
+
+    # ----------------------------------------------------------------- verdict
+
+    def raise_failure(self, pump: _Pump | None) -> None:
+        """After finish(): raise the root cause of a failure (module doc), if any."""
+        if self.trigger == "cancel":
+            raise Cancelled(f"{self.context}: cancelled")
+        if self.trigger == "sink" and pump is not None and pump.error is not None:
+            raise pump.error
+        culprit = self._culprit()
+        if culprit is None:
+            return
+        error_class = PipelineError if self.pipeline else CommandError
+        raise error_class(
+            self.where(culprit.index, culprit.cmd),
+            culprit.cmd.argv,
+            self._outcome(culprit),
+            culprit.tail.lines(),
+        )
+
+    def _culprit(self) -> _Child | None:
+        timed_out = [child for child in self.children if child.timed_out]
+        if timed_out:
+            return timed_out[0]
+        failed = [c for c in self.children if not c.accepted and not c.after_kill]
+        on_their_own = [c for c in failed if c.signum != signal.SIGPIPE]
+        candidates = on_their_own or failed
+        return candidates[-1] if candidates else None
+
+    def _outcome(self, child: _Child) -> str:
+        if child.timed_out:
+            return f"timed out after {child.cmd.timeout:g} s"
+        if child.signum is not None:
+            outcome = f"killed by {signal_name(child.signum)}"
+            if child.signum == signal.SIGPIPE and self.pipeline:
+                outcome += f" ({self._reader_of(child)} stopped reading early)"
+            return outcome
+        outcome = f"exited with status {child.status}"
+        if child.cmd.ec.text != "==0":
+            outcome += f" (accepted: {child.cmd.ec.text})"
+        return outcome
+
+    def _reader_of(self, child: _Child) -> str:
+        if child.index + 1 < len(self.children):
+            return f"stage {child.index + 2} ({self.children[child.index + 1].cmd.label})"
+        return "the sink"
+
+    def results(self) -> tuple[StageResult, ...]:
+        return tuple(
+            StageResult(
+                argv=child.cmd.argv,
+                label=child.cmd.label,
+                status=child.status,
+                signal=signal_name(child.signum) if child.signum is not None else None,
+                accepted=child.accepted,
+            )
+            for child in self.children
+        )
+
+
+def _report_offset(fd: int, last: int, progress: Callable[[int], None]) -> int:
+    """Progress of the fd path: the sink fd's offset, shared with the last stage."""
+    try:
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return last
+    if offset != last:
+        progress(offset)
+    return offset

@@ -1,0 +1,77 @@
+"""SIGINT / SIGTERM handling: record the signal, ask every running part to stop (SPEC B14).
+
+`install_handlers()` (the CLI, before running a task) replaces Python's default
+KeyboardInterrupt with a handler that records the first signal and sets `CANCEL`.
+Whatever is running notices `CANCEL` (run_command / run_pipeline look at it at
+least every execute.POLL_INTERVAL, the backup scheduler waits on it), kills its
+children, rolls back, and then calls `check()`, which raises errors.Interrupted so
+the CLI exits with 130 (SIGINT) or 143 (SIGTERM) after clean-up. A second signal
+changes nothing: clean-up is already under way and must not be cut short.
+
+Threads: the handler runs in the main thread, between two bytecodes of whatever
+the main thread was doing -- possibly while it holds CANCEL's own lock -- so it
+never takes a lock itself: the event is set from a fresh low-level thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Final
+
+from palhm.errors import Interrupted
+from palhm.values import signal_name
+
+log = logging.getLogger(__name__)
+
+HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+CANCEL: Final = threading.Event()
+"""Set once SIGINT or SIGTERM arrived (after install_handlers)."""
+
+_received: int | None = None
+_generation = 0  # bumped by reset(), so a late _announce of an old signal is dropped
+
+
+def install_handlers() -> None:
+    """Catch SIGINT and SIGTERM from now on. Main thread only (Python's rule)."""
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, _on_signal)
+
+
+def received_signal() -> int | None:
+    """The first SIGINT/SIGTERM received since install/reset, or None."""
+    return _received
+
+
+def check() -> None:
+    """Raise errors.Interrupted if a signal was received; call it after clean-up."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+def reset() -> None:
+    """Forget a received signal and clear CANCEL (tests; a second task run)."""
+    global _received, _generation
+    _generation += 1
+    _received = None
+    CANCEL.clear()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _received
+    if _received is None:
+        _received = signum
+    # Event.set() and logging take locks the interrupted main thread may hold
+    _thread.start_new_thread(_announce, (signum, _generation))
+
+
+def _announce(signum: int, generation: int) -> None:
+    if generation != _generation:
+        return
+    if not CANCEL.is_set():
+        log.warning("received %s: stopping, cleaning up", signal_name(signum))
+    CANCEL.set()
