@@ -32,6 +32,10 @@ PACKAGES=(
 	procps                # uptime, ps
 	b3sum                 # check palhm's default blake3 checksums by hand
 	xxhash                # xxhsum: check xxh3-128 checksums by hand
+	# boot report and system integration tests
+	openssl               # self-signed certificate for the TLS SMTP receivers
+	make                  # `make install-units` test
+	systemd               # systemd-analyze verify of the shipped units (systemd is not PID 1 here)
 )
 
 started=$EPOCHREALTIME

@@ -78,6 +78,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Protocol
 
+from palhm import faults
 from palhm.backends.base import ObjectSink
 from palhm.errors import BackendError, Cancelled, CommandError, PipelineError, format_argv
 from palhm.model import Exec
@@ -465,6 +466,7 @@ class _Pump:
             chunk.release()
         self.size += self.filled
         self.filled = 0
+        faults.crashpoint("chunk-written")
         if self.progress is not None:
             self.progress(self.size)
 

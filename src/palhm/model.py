@@ -30,7 +30,7 @@ class Exec:
 
     argv: tuple[str, ...]
     id: str | None = None
-    env: Mapping[str, str] = EMPTY_ENV
+    env: Mapping[str, str] = field(default_factory=lambda: EMPTY_ENV)
     ec: ExitCodeSpec = DEFAULT_EC
     vl_stderr: int = 1
     vl_stdout: int = 3
@@ -137,7 +137,7 @@ class MailHook:
 
     mua: str
     mail_to: tuple[str, ...]
-    mua_param: Mapping[str, Any] = EMPTY_ENV
+    mua_param: Mapping[str, Any] = field(default_factory=lambda: EMPTY_ENV)
     subject: str | None = None
 
 
@@ -171,7 +171,7 @@ class BackupTask:
     backend: str
     objects: tuple[BackupObject, ...]
     groups: tuple[ObjectGroup, ...] = ()
-    backend_param: Mapping[str, Any] = EMPTY_ENV
+    backend_param: Mapping[str, Any] = field(default_factory=lambda: EMPTY_ENV)
     prefix: PrefixSpec = PrefixSpec()
     retention: RetentionPolicy = RetentionPolicy()
     checksum: Literal["blake3", "sha256", "xxh3-128", "none"] = "blake3"
@@ -185,7 +185,7 @@ Task: TypeAlias = RoutineTask | BackupTask
 class BootReport:
     mua: str
     mail_to: tuple[str, ...]
-    mua_param: Mapping[str, Any] = EMPTY_ENV
+    mua_param: Mapping[str, Any] = field(default_factory=lambda: EMPTY_ENV)
     subject: str = "Boot Report from {hostname}"
     header: str | None = None
     uptime_since: bool = True

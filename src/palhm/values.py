@@ -147,7 +147,7 @@ def parse_signal(raw: object) -> signal.Signals:
 def parse_mode(raw: object) -> int:
     """A permission mode: an octal string ("750") or a JSON number in octal digits (750)."""
     if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise ValueError("an octal mode such as \"750\"")
+        raise ValueError('an octal mode such as "750"')
     text = str(raw).strip()
     if text.startswith("0o"):
         text = text[2:]
