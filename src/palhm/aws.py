@@ -1,0 +1,158 @@
+"""Shared boto3 plumbing of the `aws` module: the aws-s3 backend and the aws-sns MUA.
+
+boto3 is imported here lazily, on the first client, so palhm without an aws config
+never loads it; a missing boto3 is reported as a one-line palhm error.
+
+Credentials follow boto3's standard chain (environment, `~/.aws/credentials`,
+`~/.aws/config`, container or instance role); a `profile` parameter picks a named
+profile instead. `endpoint_url` targets S3-compatible stores (MinIO, Ceph RGW,
+Backblaze B2, Wasabi); `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` in the environment
+work as well, as botocore reads them itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from palhm.errors import PalhmError
+
+BOTO3_MISSING: Final = "module 'aws' needs boto3: pip install 'palhm[aws]'"
+
+# Connect fast to fail fast on a dead endpoint; reads may wait on a slow store.
+CONNECT_TIMEOUT: Final = 10.0
+READ_TIMEOUT: Final = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """Where and as whom a client talks: the common `profile`, `region`, `endpoint_url`."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ClientSpec:
+        return cls(
+            profile=params.get("profile") or None,
+            region=params.get("region") or None,
+            endpoint_url=params.get("endpoint_url") or None,
+        )
+
+
+def load_boto3(error: type[PalhmError]) -> Any:
+    """The boto3 module, or `error` with an install hint when it is missing."""
+    try:
+        return importlib.import_module("boto3")
+    except ImportError:
+        raise error(BOTO3_MISSING) from None
+
+
+def make_client(
+    service: str,
+    spec: ClientSpec,
+    *,
+    error: type[PalhmError],
+    where: str,
+    max_pool_connections: int = 10,
+) -> Any:
+    """A boto3 client for `service` with standard-mode retries.
+
+    Raises `error` (BackendError, MailError) "WHERE: ..." when the profile does not
+    exist or no region can be found, and without WHERE when boto3 is missing.
+    """
+    boto3 = load_boto3(error)
+    from botocore.config import Config
+
+    quiet_library_logs()
+
+    config = Config(
+        retries={"mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_pool_connections=max_pool_connections,
+    )
+    with translate_errors(error, f"{where}: creating the {service} client failed"):
+        session = boto3.session.Session(profile_name=spec.profile)
+        return session.client(
+            service,
+            region_name=spec.region,
+            endpoint_url=spec.endpoint_url,
+            config=config,
+        )
+
+
+def quiet_library_logs() -> None:
+    """Keep boto3's INFO chatter ("Found credentials in environment variables") and its
+    DEBUG wire dumps out of palhm's output (cron mails); warnings still show. Loggers
+    someone configured explicitly are left alone."""
+    levels = {"boto3": logging.WARNING, "botocore": logging.WARNING,
+              "urllib3": logging.WARNING,
+              # only "connection pool is full" (harmless) and retries botocore reports
+              "urllib3.connectionpool": logging.ERROR}  # fmt: skip
+    for name, level in levels.items():
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    """Whether `exc` comes from boto3/botocore or the HTTP layer below it."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return False
+    return isinstance(exc, BotoCoreError | ClientError | OSError)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The service's error code ("NoSuchKey", "404") of a ClientError, else None."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an AWS failure: 'NoSuchBucket: The specified bucket does not exist'."""
+    code = error_code(exc)
+    if code is not None:
+        message = getattr(exc, "response", {}).get("Error", {}).get("Message") or ""
+        if not message:
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = f"HTTP status {status}" if status else type(exc).__name__
+        return f"{code}: {message}"
+    name = type(exc).__name__
+    if name in ("EndpointConnectionError", "ConnectTimeoutError"):
+        url = urlsplit(str(getattr(exc, "kwargs", {}).get("endpoint_url", "")))
+        endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "?"
+        return f"cannot connect to the endpoint {endpoint} (is it up and reachable?)"
+    if name == "NoCredentialsError":
+        return (
+            "no AWS credentials found (tried the environment, ~/.aws/credentials,"
+            " ~/.aws/config and the instance role; or set 'profile')"
+        )
+    if name == "NoRegionError":
+        return "no AWS region configured (set 'region', AWS_DEFAULT_REGION or a profile region)"
+    text = " ".join(str(exc).split())
+    return text if text else name
+
+
+@contextmanager
+def translate_errors(error: type[PalhmError], where: str) -> Iterator[None]:
+    """Turn boto3/botocore failures inside the block into `error` ("WHERE: ...")."""
+    try:
+        yield
+    except PalhmError:
+        raise
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        raise error(f"{where}: {describe_error(exc)}") from exc

@@ -1,0 +1,218 @@
+"""Backups on aws-s3 run through the CLI (`palhm -f CFG run TASK`) into a real moto
+server, as a user runs them: environment credentials and an endpoint-url."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from palhm.backends.base import MANIFEST_NAME
+from tests.helpers import run_palhm, write_config
+from tests.services.moto import MotoServer, free_port
+
+pytestmark = pytest.mark.services
+
+MiB = 1 << 20
+ROOT = "backup/host1"
+
+
+def backup_config(
+    bucket: str, endpoint_url: str, objects: list[dict[str, Any]], **params: Any
+) -> dict[str, Any]:
+    return {
+        "modules": ["aws"],
+        "tasks": [
+            {
+                "id": "backup",
+                "type": "backup",
+                "backend": "aws-s3",
+                "backend-param": {
+                    "bucket": bucket,
+                    "root": f"/{ROOT}/",
+                    "endpoint-url": endpoint_url,
+                    "region": "us-east-1",
+                    # several runs a second: copies must not collide
+                    "prefix": {"type": "iso8601", "timespec": "microseconds"},
+                    **params,
+                },
+                "objects": objects,
+            }
+        ],
+    }
+
+
+def cat(path: str, source: Path) -> dict[str, Any]:
+    return {"path": path, "pipeline": [{"type": "exec-inline", "argv": ["cat", str(source)]}]}
+
+
+def copies(client: Any, bucket: str) -> dict[str, dict[str, Any]]:
+    """prefix -> {path: listing entry} of everything under ROOT."""
+    found: dict[str, dict[str, Any]] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=ROOT):
+        for entry in page.get("Contents", ()):
+            prefix, _, path = entry["Key"][len(ROOT) + 1 :].partition("/")
+            found.setdefault(prefix, {})[path] = entry
+    return found
+
+
+def uploads(client: Any, bucket: str) -> list[Any]:
+    return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", ()))
+
+
+def run(config: Path, moto_server: MotoServer) -> Any:
+    result = run_palhm(["-f", str(config), "run", "backup"], env=moto_server.env)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer) -> Any:
+    return moto_server.client("s3")
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(12 * MiB))
+    return path
+
+
+def test_backup_uploads_streams_in_parts_and_rotates_by_count(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, big_file: Path
+) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text("hello from palhm\n")
+    objects = [cat("db/big.bin", big_file), cat("small.txt", small)]
+    doc = backup_config(
+        s3_bucket, moto_server.endpoint_url, objects,
+        **{"nb-copy-limit": 2, "part-size": 5 * MiB, "rot-storage-class": "STANDARD_IA"},
+    )  # fmt: skip
+    config = write_config(tmp_path / "palhm.conf", doc)
+    for _ in range(3):
+        result = run(config, moto_server)
+        assert result.returncode == 0, result.stderr
+    found = copies(s3, s3_bucket)
+    assert len(found) == 2  # the oldest of three was rotated away
+    newest = sorted(found)[-1]
+    assert sorted(found[newest]) == [MANIFEST_NAME, "db/big.bin", "small.txt"]
+    key = f"{ROOT}/{newest}/db/big.bin"
+    assert s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == big_file.read_bytes()
+    assert found[newest]["db/big.bin"]["StorageClass"] == "STANDARD_IA"
+    manifest = json.loads(
+        s3.get_object(Bucket=s3_bucket, Key=f"{ROOT}/{newest}/{MANIFEST_NAME}")["Body"].read()
+    )
+    assert manifest["state"] == "complete"
+    assert {o["path"]: o["size"] for o in manifest["objects"]} == {
+        "db/big.bin": 12 * MiB, "small.txt": len("hello from palhm\n"),
+    }  # fmt: skip
+    assert uploads(s3, s3_bucket) == []
+
+
+def test_rotation_by_root_size_keeps_what_fits(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any
+) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 1000)
+    doc = backup_config(
+        s3_bucket, moto_server.endpoint_url, [cat("data", data)], **{"root-size-limit": 2500}
+    )
+    config = write_config(tmp_path / "palhm.conf", doc)
+    prefixes = []
+    for _ in range(4):
+        assert run(config, moto_server).returncode == 0
+        prefixes.append(sorted(copies(s3, s3_bucket))[-1])
+    assert sorted(copies(s3, s3_bucket)) == prefixes[-2:]  # 2 x 1,000 bytes fit in 2,500
+
+
+def test_failing_stage_mid_upload_leaves_no_key_and_no_multipart_upload(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, big_file: Path
+) -> None:
+    writes_then_fails = (
+        "import sys; sys.stdout.buffer.write(bytes(12 << 20)); sys.stdout.flush(); sys.exit(3)"
+    )
+    objects = [
+        cat("good.bin", big_file),
+        {"path": "bad.bin", "pipeline": [
+            {"type": "exec-inline", "argv": [sys.executable, "-c", writes_then_fails]},
+        ]},
+    ]  # fmt: skip
+    doc = backup_config(s3_bucket, moto_server.endpoint_url, objects, **{"part-size": 5 * MiB})
+    log_start = moto_server.log_file.stat().st_size
+    result = run(write_config(tmp_path / "palhm.conf", doc), moto_server)
+    assert result.returncode == 1
+    requests = moto_server.log_file.read_bytes()[log_start:].decode()
+    assert re.search(r'"PUT /[^ ]*/bad\.bin\?uploadId=[^ ]*&partNumber=2 ', requests)  # under way
+    assert re.search(r'"DELETE /[^ ]*/bad\.bin\?uploadId=', requests)  # and aborted
+    assert "bad.bin" in result.stderr
+    assert "exited with status 3" in result.stderr
+    assert copies(s3, s3_bucket) == {}
+    assert uploads(s3, s3_bucket) == []
+
+
+def test_unreachable_endpoint_fails_with_one_clear_line(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    doc = backup_config(s3_bucket, endpoint, [cat("x", tmp_path)])
+    result = run(write_config(tmp_path / "palhm.conf", doc), moto_server)
+    assert result.returncode == 1
+    assert f"cannot connect to the endpoint {endpoint} (is it up and reachable?)" in result.stderr
+    assert "task 'backup'" in result.stderr
+
+
+def test_missing_bucket_names_the_bucket_and_the_s3_error(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    doc = backup_config("palhm-no-such-bucket", moto_server.endpoint_url, [cat("x", tmp_path)])
+    result = run(write_config(tmp_path / "palhm.conf", doc), moto_server)
+    assert result.returncode == 1
+    assert "s3://palhm-no-such-bucket/backup/host1/" in result.stderr
+    assert "NoSuchBucket: The specified bucket does not exist" in result.stderr
+
+
+def test_without_boto3_the_error_says_what_to_install(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+) -> None:
+    shadow = tmp_path / "no-boto3"
+    (shadow / "boto3").mkdir(parents=True)
+    (shadow / "boto3" / "__init__.py").write_text("raise ImportError('No module named boto3')\n")
+    doc = backup_config(s3_bucket, moto_server.endpoint_url, [cat("x", tmp_path)])
+    env = {
+        **moto_server.env,
+        "PYTHONPATH": f"{shadow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    result = run_palhm(
+        ["-f", str(write_config(tmp_path / "palhm.conf", doc)), "run", "backup"], env=env
+    )
+    assert result.returncode == 1
+    assert "module 'aws' needs boto3: pip install 'palhm[aws]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_verify_and_get_read_copies_back_from_s3(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, big_file: Path
+) -> None:
+    doc = backup_config(s3_bucket, moto_server.endpoint_url, [cat("db/big.bin", big_file)])
+    config = write_config(tmp_path / "palhm.conf", doc)
+    assert run(config, moto_server).returncode == 0
+    (prefix,) = copies(s3, s3_bucket)
+    verified = run_palhm(["-f", str(config), "verify", "backup"], env=moto_server.env)
+    assert verified.returncode == 0, verified.stderr
+    got = subprocess.run(
+        [sys.executable, "-m", "palhm", "-f", str(config), "get", "backup", prefix, "db/big.bin"],
+        env={**os.environ, **moto_server.env}, capture_output=True, check=False,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == big_file.read_bytes()
+    key = f"{ROOT}/{prefix}/db/big.bin"
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=bytes(12 * MiB))  # same size, other bytes
+    damaged = run_palhm(["-f", str(config), "verify", "backup"], env=moto_server.env)
+    assert damaged.returncode == 1
+    assert "db/big.bin" in damaged.stderr
