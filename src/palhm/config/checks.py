@@ -1,0 +1,370 @@
+"""Logic checks on the merged config: what a JSON Schema cannot say (SPEC B2, B15, A5.3).
+
+References (exec-id, task-id, group ids), cycles, object paths, the small value
+grammars of values.py, modules that backends and MUAs need, and the merged
+boot-report. Each check reads the raw documents defensively (a value of the wrong
+type is skipped: the schema has reported it), so every problem is found in one pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from palhm.config.convert import expected, normalise_object_path, parse_limit
+from palhm.config.merge import Entry, Merged
+from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
+from palhm.config.validate import schema_issues
+from palhm.model import DEFAULT_GROUP
+from palhm.modules import MODULES
+from palhm.values import ExitCodeSpec, parse_mode, parse_signal
+
+HOOK_KEYS: Final = ("on-start", "on-success", "on-failure")
+_LIMIT_KEYS: Final = ("nb-copy-limit", "root-size-limit")
+_MODE_KEYS: Final = ("dmode", "fmode")
+_MUAS: Final = ("stdout", "mailx", "smtp", "aws-sns")
+
+Node = TypeVar("Node", bound=Hashable)
+Where = TypeVar("Where")
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    exec_ids: Sequence[str]
+    task_ids: Sequence[str]
+    modules: frozenset[str]
+
+
+def logic_issues(merged: Merged) -> list[Issue]:
+    """Every logic problem of the merged config."""
+    context = _Context(list(merged.exec_ids), list(merged.task_ids), merged.module_names)
+    issues = list(_module_issues(merged))
+    for entry in merged.execs:
+        issues.extend(_command_issues(entry.file, entry.path, entry.data))
+    for entry in merged.tasks:
+        issues.extend(_task_issues(entry, context))
+    issues.extend(_task_cycle_issues(merged))
+    issues.extend(_boot_report_issues(merged, context))
+    return issues
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int_or_str(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _parsed(
+    file: str, path: JsonPath, value: Any, parse: Callable[[Any], object]
+) -> Iterator[Issue]:
+    try:
+        parse(value)
+    except ValueError as error:
+        yield Issue(file, path, expected(error))
+
+
+def _finite(file: str, path: JsonPath, data: dict[str, Any], key: str) -> Iterator[Issue]:
+    value = data.get(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+        yield Issue(file, (*path, key), f"expected a finite number, found {shown}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _needs_module(kind: str, name: Any, modules: frozenset[str]) -> str | None:
+    """The message when backend/MUA `name` comes from a module not listed, else None."""
+    for info in MODULES.values():
+        provided = info.backends if kind == "backend" else info.muas
+        if name in provided and info.name not in modules:
+            return f"{kind} '{name}' needs module '{info.name}' (\"modules\": [\"{info.name}\"])"
+    return None
+
+
+# --------------------------------------------------------------------------- modules, execs
+
+
+def _module_issues(merged: Merged) -> Iterator[Issue]:
+    for entry in merged.modules:
+        if entry.data not in MODULES:
+            known = ", ".join(MODULES) or "none"
+            hint = did_you_mean(entry.data, MODULES)
+            yield Issue(
+                entry.file, entry.path, f"unknown module '{entry.data}'{hint} (known: {known})"
+            )
+
+
+def _command_issues(file: str, path: JsonPath, command: dict[str, Any]) -> Iterator[Issue]:
+    """An exec definition or exec-inline stage: its `ec` and `timeout`."""
+    if _is_int_or_str(command.get("ec")):
+        yield from _parsed(file, (*path, "ec"), command["ec"], ExitCodeSpec.parse)
+    yield from _finite(file, path, command, "timeout")
+
+
+def _stage_issues(file: str, path: JsonPath, stage: Any, context: _Context) -> Iterator[Issue]:
+    """A pipeline stage or routine item."""
+    if not isinstance(stage, dict):
+        return
+    kind = stage.get("type")
+    if kind in ("exec", "exec-append"):
+        yield from _reference(
+            file, (*path, "exec-id"), stage.get("exec-id"), "exec", context.exec_ids
+        )
+        yield from _finite(file, path, stage, "timeout")
+    elif kind == "exec-inline":
+        yield from _command_issues(file, path, stage)
+    elif kind == "task":
+        yield from _reference(
+            file, (*path, "task-id"), stage.get("task-id"), "task", context.task_ids
+        )
+    elif kind == "builtin":
+        yield from _sigmask_issues(file, path, stage)
+
+
+def _reference(
+    file: str, path: JsonPath, wanted: Any, kind: str, known: Sequence[str]
+) -> Iterator[Issue]:
+    if isinstance(wanted, str) and wanted not in known:
+        yield Issue(file, path, f"unknown {kind} '{wanted}' (known: {known_list(wanted, known)})")
+
+
+def _sigmask_issues(file: str, path: JsonPath, item: dict[str, Any]) -> Iterator[Issue]:
+    for i, action in enumerate(_list(item.get("param"))):
+        for j, sig in enumerate(_list(_dict(action).get("sig"))):
+            if _is_int_or_str(sig):
+                yield from _parsed(file, (*path, "param", i, "sig", j), sig, parse_signal)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _task_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
+    task = entry.data
+    kind = task.get("type")
+    if kind == "routine":
+        for i, item in enumerate(_list(task.get("routine"))):
+            yield from _stage_issues(entry.file, entry.at("routine", i), item, context)
+    elif kind == "backup":
+        yield from _backup_issues(entry, context)
+    for key in HOOK_KEYS:
+        for i, hook in enumerate(_list(task.get(key))):
+            yield from _hook_issues(entry.file, entry.at(key, i), hook, context)
+
+
+def _hook_issues(file: str, path: JsonPath, hook: Any, context: _Context) -> Iterator[Issue]:
+    if not isinstance(hook, dict):
+        return
+    if hook.get("type") == "mail" and (
+        message := _needs_module("MUA", hook.get("mua"), context.modules)
+    ):
+        yield Issue(file, (*path, "mua"), message)
+    yield from _finite(file, path, hook, "timeout")
+
+
+def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
+    task, file = entry.data, entry.file
+    if message := _needs_module("backend", task.get("backend"), context.modules):
+        yield Issue(file, entry.at("backend"), message)
+    yield from _backend_param_issues(
+        file, entry.at("backend-param"), _dict(task.get("backend-param"))
+    )
+    groups = _list(task.get("object-groups"))
+    yield from _group_issues(file, entry.path, groups)
+    known_groups = [DEFAULT_GROUP] + [
+        g["id"] for g in groups if isinstance(_dict(g).get("id"), str)
+    ]
+    yield from _object_issues(file, entry.path, _list(task.get("objects")), known_groups, context)
+
+
+def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> Iterator[Issue]:
+    for key in _LIMIT_KEYS:
+        value = params.get(key)
+        if _is_number(value) or isinstance(value, str):
+            yield from _parsed(file, (*path, key), value, parse_limit)
+    for key in _MODE_KEYS:
+        if _is_int_or_str(params.get(key)):
+            yield from _parsed(file, (*path, key), params[key], parse_mode)
+
+
+def _group_issues(file: str, task_path: JsonPath, groups: list[Any]) -> Iterator[Issue]:
+    """Duplicate ids, then each dependency: itself, unknown, or part of a cycle."""
+    first_index: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        group_id = _dict(group).get("id")
+        if not isinstance(group_id, str):
+            continue
+        if group_id in first_index:
+            first = format_path((*task_path, "object-groups", first_index[group_id]))
+            message = f"duplicate group id '{group_id}' (first defined at '{first}')"
+            yield Issue(file, (*task_path, "object-groups", i, "id"), message)
+        else:
+            first_index[group_id] = i
+    edges: dict[str, list[tuple[str, JsonPath]]] = {}
+    yield from _dependency_issues(file, task_path, groups, [DEFAULT_GROUP, *first_index], edges)
+    for cycle, where in find_cycles(edges):
+        yield Issue(file, where, "object group cycle: " + " -> ".join(cycle))
+
+
+def _dependency_issues(
+    file: str,
+    task_path: JsonPath,
+    groups: list[Any],
+    known: Sequence[str],
+    edges: dict[str, list[tuple[str, JsonPath]]],
+) -> Iterator[Issue]:
+    """Self and unknown dependencies; the valid ones are added to `edges`."""
+    for i, group in enumerate(groups):
+        group_id = _dict(group).get("id")
+        for j, dep in enumerate(_list(_dict(group).get("depends"))):
+            where: JsonPath = (*task_path, "object-groups", i, "depends", j)
+            if not isinstance(dep, str) or not isinstance(group_id, str):
+                continue
+            if dep == group_id:
+                yield Issue(file, where, f"group '{group_id}' depends on itself")
+            elif dep not in known:
+                yield Issue(file, where, f"unknown group '{dep}' (known: {known_list(dep, known)})")
+            else:
+                edges.setdefault(group_id, []).append((dep, where))
+
+
+def _object_issues(
+    file: str, task_path: JsonPath, objects: list[Any], groups: Sequence[str], context: _Context
+) -> Iterator[Issue]:
+    seen: dict[str, int] = {}
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            continue
+        path = (*task_path, "objects", i)
+        yield from _object_path_issues(file, path, obj.get("path"), seen, i)
+        group = obj.get("group")
+        if isinstance(group, str) and group not in groups:
+            yield Issue(
+                file,
+                (*path, "group"),
+                f"unknown group '{group}' (known: {known_list(group, groups)})",
+            )
+        for j, stage in enumerate(_list(obj.get("pipeline"))):
+            yield from _stage_issues(file, (*path, "pipeline", j), stage, context)
+
+
+def _object_path_issues(
+    file: str, path: JsonPath, raw: Any, seen: dict[str, int], index: int
+) -> Iterator[Issue]:
+    if not isinstance(raw, str):
+        return
+    try:
+        normal = normalise_object_path(raw)
+    except ValueError as error:
+        yield Issue(file, (*path, "path"), str(error))
+        return
+    if normal in seen:
+        first = format_path((*path[:-1], seen[normal]))
+        yield Issue(
+            file, (*path, "path"), f"duplicate object path '{normal}' (first used at '{first}')"
+        )
+    else:
+        seen[normal] = index
+
+
+# --------------------------------------------------------------------------- cycles
+
+
+def _task_cycle_issues(merged: Merged) -> Iterator[Issue]:
+    edges: dict[str, list[tuple[str, tuple[str, JsonPath]]]] = {}
+    for task_id, entry in merged.task_ids.items():
+        for i, item in enumerate(_list(entry.data.get("routine"))):
+            target = _dict(item).get("task-id")
+            if (
+                _dict(item).get("type") == "task"
+                and isinstance(target, str)
+                and target in merged.task_ids
+            ):
+                edges.setdefault(task_id, []).append(
+                    (target, (entry.file, entry.at("routine", i, "task-id")))
+                )
+    for cycle, (file, path) in find_cycles(edges):
+        yield Issue(file, path, "task cycle: " + " -> ".join(cycle))
+
+
+def find_cycles(
+    edges: Mapping[Node, Sequence[tuple[Node, Where]]],
+) -> list[tuple[list[Node], Where]]:
+    """Cycles met by a depth-first search, each as ([a, b, ..., a], where of the edge
+    closing it). Every cycle of the graph has at least one of its edges reported."""
+    state: dict[Node, bool] = {}  # True while on the current path, False when finished
+    found: list[tuple[list[Node], Where]] = []
+    for start in edges:
+        if start in state:
+            continue
+        state[start] = True
+        path = [start]
+        stack = [iter(edges.get(start, ()))]
+        while stack:
+            for target, where in stack[-1]:
+                if state.get(target) is True:
+                    found.append(([*path[path.index(target) :], target], where))
+                elif target not in state:
+                    state[target] = True
+                    path.append(target)
+                    stack.append(iter(edges.get(target, ())))
+                    break
+            else:
+                state[path.pop()] = False
+                stack.pop()
+    return found
+
+
+# --------------------------------------------------------------------------- boot-report
+
+
+def _boot_report_issues(merged: Merged, context: _Context) -> Iterator[Issue]:
+    parts = merged.boot_report
+    if parts is None:
+        return
+    last = parts.sections[-1]
+    mua_entry = parts.values.get("mua")
+    if mua_entry is None:
+        yield Issue(last.file, last.path, "missing required key 'mua' (set it in one of the files)")
+    elif message := _needs_module("MUA", mua_entry.data, context.modules):
+        yield Issue(mua_entry.file, mua_entry.path, message)
+    if not any("mail-to" in section.data for section in parts.sections):
+        yield Issue(last.file, last.path, "missing required key 'mail-to'")
+    elif not parts.mail_to:
+        yield Issue(last.file, (*last.path, "mail-to"), "expected at least one recipient")
+    if mua_entry is not None and mua_entry.data in _MUAS:
+        for params in parts.params:
+            yield from schema_issues(
+                params.file, params.data, definition=f"mua-param-{mua_entry.data}", base=params.path
+            )
+    for section in parts.sections:
+        yield from _finite(section.file, section.path, section.data, "delay")
+    yield from _boot_id_issues(parts.values)
+
+
+def _boot_id_issues(values: Mapping[str, Entry]) -> Iterator[Issue]:
+    new, old = values.get("boot-id"), values.get("bootid")
+    if new is not None and old is not None and new.data != old.data:
+        yield Issue(
+            old.file,
+            old.path,
+            f"'bootid' ({_json(old.data)}) contradicts 'boot-id' ({_json(new.data)})"
+            f" set in {new.file}: keep one of them",
+        )

@@ -1,0 +1,65 @@
+"""Conversions shared by the logic checks and the model builder.
+
+Each raises ValueError with a message that can follow the JSON path in a problem line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+from palhm.values import INFINITE, Limit
+
+_NEGATIVE_INFINITY: Final = frozenset({"-inf", "-infinity"})
+
+
+def expected(error: ValueError) -> str:
+    """values.py phrases some messages to follow "expected" ("a signal number or name")
+    and others as sentences; make both read as a sentence."""
+    message = str(error)
+    return f"expected {message}" if message.startswith(("a ", "an ")) else message
+
+
+def parse_limit(raw: Any) -> Limit:
+    """A decimal limit (SPEC A2): a number or decimal string; "inf"/"Infinity" in any
+    case and with either sign means no limit (the original PALHM documented "-inf" and
+    "-Infinity" for that too); any other negative value is refused."""
+    if isinstance(raw, float) and math.isinf(raw):
+        return INFINITE
+    if isinstance(raw, str) and raw.strip().lower() in _NEGATIVE_INFINITY:
+        return INFINITE
+    limit = Limit.parse(raw)
+    if _negative(raw):
+        raise ValueError(f"{_quote(raw)}: a limit cannot be negative")
+    return limit
+
+
+def _negative(raw: Any) -> bool:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return raw < 0
+    return isinstance(raw, str) and raw.strip().startswith("-")
+
+
+def _quote(raw: Any) -> str:
+    return f"'{raw}'" if isinstance(raw, str) else str(raw)
+
+
+def normalise_object_path(raw: str) -> str:
+    """An object path made canonical (SPEC A5.2, B15): relative, no `.` or empty
+    components, no `..`. `x`, `./x` and `x//` all give `x`."""
+    if "\0" in raw:
+        raise ValueError("an object path cannot contain a NUL character")
+    if raw.startswith("/"):
+        raise ValueError(f"'{raw}' is absolute (expected a path relative to the copy)")
+    parts = raw.split("/")
+    if ".." in parts:
+        raise ValueError(f"'{raw}' contains '..' (expected a path inside the copy)")
+    kept = [part for part in parts if part not in ("", ".")]
+    if not kept:
+        raise ValueError(f"'{raw}' names no file (expected a relative file path)")
+    return "/".join(kept)
+
+
+def snake(key: str) -> str:
+    """JSON's kebab-case key -> Python's snake_case (the one place this happens)."""
+    return key.replace("-", "_")
