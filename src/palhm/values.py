@@ -87,11 +87,11 @@ class Limit:
         if isinstance(raw, bool):
             raise ValueError("a decimal number or 'Infinity'")
         if isinstance(raw, int):
-            return cls(raw)
+            return cls(_not_negative(raw, raw))
         if isinstance(raw, float):
             if math.isnan(raw):
                 raise ValueError("a decimal number, not NaN")
-            return cls(None) if math.isinf(raw) else cls(int(raw))
+            return cls(None) if math.isinf(raw) else cls(_not_negative(int(raw), raw))
         if isinstance(raw, str):
             return cls._parse_text(raw)
         raise ValueError("a decimal number or 'Infinity'")
@@ -100,8 +100,7 @@ class Limit:
     def _parse_text(cls, raw: str) -> Limit:
         text = raw.strip()
         if text.lstrip("+-").lower() in _INFINITY_WORDS:
-            if text.startswith("-"):
-                raise ValueError(f"'{raw}': a limit cannot be negative infinity")
+            # either sign means "no limit": the original PALHM documented "-inf" too
             return cls(None)
         try:
             number = Decimal(text)
@@ -109,7 +108,7 @@ class Limit:
             raise ValueError(f"'{raw}' is not a decimal number (or 'Infinity')") from None
         if not number.is_finite():
             raise ValueError(f"'{raw}' is not a decimal number (or 'Infinity')")
-        return cls(int(number))
+        return cls(_not_negative(int(number), raw))
 
     @property
     def infinite(self) -> bool:
@@ -123,6 +122,14 @@ class Limit:
 
 
 INFINITE: Final = Limit(None)
+
+
+def _not_negative(value: int, raw: object) -> int:
+    negative_text = isinstance(raw, str) and raw.strip().startswith("-")
+    if value < 0 or negative_text or (isinstance(raw, float) and raw < 0):
+        shown = f"'{raw}'" if isinstance(raw, str) else str(raw)
+        raise ValueError(f"{shown}: a limit cannot be negative")
+    return value
 
 
 def parse_signal(raw: object) -> signal.Signals:

@@ -152,3 +152,15 @@ def test_mode_is_read_as_octal(raw: object, mode: int) -> None:
 def test_mode_rejects_non_octal_values(raw: object) -> None:
     with pytest.raises(ValueError):
         parse_mode(raw)
+
+
+@pytest.mark.parametrize("raw", ["-inf", "-Infinity", " -INF ", float("-inf")])
+def test_limit_negative_infinity_also_means_no_limit(raw: object) -> None:
+    # the original PALHM documented "-inf" and "-Infinity" for disabling a limit
+    assert Limit.parse(raw).infinite
+
+
+@pytest.mark.parametrize("raw", [-1, "-1", -0.5, "-0.5", "-2e3"])
+def test_limit_negative_numbers_are_refused(raw: object) -> None:
+    with pytest.raises(ValueError, match="cannot be negative"):
+        Limit.parse(raw)

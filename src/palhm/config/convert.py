@@ -5,12 +5,9 @@ Each raises ValueError with a message that can follow the JSON path in a problem
 
 from __future__ import annotations
 
-import math
-from typing import Any, Final
+from typing import Any
 
-from palhm.values import INFINITE, Limit
-
-_NEGATIVE_INFINITY: Final = frozenset({"-inf", "-infinity"})
+from palhm.values import Limit
 
 
 def expected(error: ValueError) -> str:
@@ -21,23 +18,8 @@ def expected(error: ValueError) -> str:
 
 
 def parse_limit(raw: Any) -> Limit:
-    """A decimal limit (SPEC A2): a number or decimal string; "inf"/"Infinity" in any
-    case and with either sign means no limit (the original PALHM documented "-inf" and
-    "-Infinity" for that too); any other negative value is refused."""
-    if isinstance(raw, float) and math.isinf(raw):
-        return INFINITE
-    if isinstance(raw, str) and raw.strip().lower() in _NEGATIVE_INFINITY:
-        return INFINITE
-    limit = Limit.parse(raw)
-    if _negative(raw):
-        raise ValueError(f"{_quote(raw)}: a limit cannot be negative")
-    return limit
-
-
-def _negative(raw: Any) -> bool:
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return raw < 0
-    return isinstance(raw, str) and raw.strip().startswith("-")
+    """A decimal limit (SPEC A2); see values.Limit.parse."""
+    return Limit.parse(raw)
 
 
 def _quote(raw: Any) -> str:
