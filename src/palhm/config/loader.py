@@ -16,7 +16,9 @@ them can be reported at once.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -95,6 +97,23 @@ def _packaged_path(name: str) -> str | None:
     return str(candidate) if candidate.is_file() else None
 
 
+MAX_CONFIG_BYTES: Final = 64 << 20
+
+
+def _read_config_text(fs_path: str) -> str:
+    """A config file's text. Only regular files: a FIFO or a device (/dev/zero) named
+    by mistake would block or fill memory. Raises OSError / UnicodeDecodeError."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore it)
+    fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        return file.read().decode("utf-8")
+
+
 class _Walker:
     """Depth-first include traversal; appends to `loaded` as files finish loading."""
 
@@ -126,6 +145,10 @@ class _Walker:
     def _follow(
         self, parent: _Target, index: int, include: str, chain: list[tuple[str, str]]
     ) -> None:
+        if "\0" in include:
+            self._issue(parent.name, ("include", index), "an include path cannot hold a NUL byte")
+            self.loaded.complete = False
+            return
         child = _resolve_include(parent, include)
         if child is None:
             self._issue(parent.name, ("include", index), f"no packaged config '{include}'")
@@ -142,7 +165,10 @@ class _Walker:
 
     def _read(self, target: _Target, via: _Via) -> dict[str, Any] | None:
         try:
-            text = Path(target.fs_path).read_text(encoding="utf-8")
+            text = _read_config_text(target.fs_path)
+        except ValueError as error:  # a NUL byte in the -f path
+            self._unreadable(target, via, str(error))
+            return None
         except OSError as error:
             self._unreadable(target, via, error.strerror or str(error))
             return None

@@ -214,3 +214,17 @@ def test_unknown_builtin_is_a_config_error(name: str) -> None:
     (line,) = problems(name)
     assert line.startswith(f"{name}: no packaged config ")
     assert "sample" in line
+
+
+def test_an_include_of_a_fifo_or_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.jsonc"
+    os.mkfifo(fifo)
+    main = write(tmp_path, "main.jsonc", {"include": [str(fifo), "/dev/zero"]})
+    found = problems(main)
+    assert any("include[0]" in p and "not a regular file" in p for p in found)
+    assert any("include[1]" in p and "'/dev/zero'" in p for p in found)
+
+
+def test_an_include_path_with_a_nul_byte_is_a_config_error(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.jsonc", '{"include": ["a\\u0000b.json"]}')
+    assert problems(main) == [f"{main}: at 'include[0]': an include path cannot hold a NUL byte"]
