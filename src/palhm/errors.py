@@ -133,7 +133,9 @@ def format_argv(argv: Sequence[str]) -> str:
     """Quote an argv for messages (never for execution: palhm runs no shell)."""
     import shlex
 
-    return shlex.join(argv)
+    # one line whatever the argv holds: a multi-line `python -c` program must not
+    # spread an error over several lines of a cron mail
+    return shlex.join(argv).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class Cancelled(PalhmError):
