@@ -1,0 +1,101 @@
+"""Shared parts of the benchmarks: run palhm's backup engine or a shell reference in
+a child process and measure wall time, CPU time (user + sys of the process and
+everything it waited for) and palhm's own peak RSS.
+
+palhm is driven through `palhm.backup.run_backup` in a child Python process
+(bench/_palhm_driver.py): the driver imports palhm first and times only the run,
+so the figures compare the data path, not the interpreter's start-up (printed once
+on its own by `startup_cost`). The shell reference runs through `bash -c` here in
+the benchmarks only: it *is* the thing palhm is measured against.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DRIVER = Path(__file__).with_name("_palhm_driver.py")
+
+
+@dataclass(frozen=True)
+class Measure:
+    wall: float  # seconds
+    cpu: float  # user + sys seconds, the process and its children
+    palhm_cpu: float = 0.0  # user + sys of the palhm process alone (0 for the shell)
+    maxrss_kib: int = 0  # peak RSS of the palhm process (0 for the shell)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_shell(script: str) -> Measure:
+    """Time `bash -c SCRIPT` (the reference pipeline)."""
+    before, start = children_cpu(), time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True)
+    return Measure(time.perf_counter() - start, children_cpu() - before)
+
+
+def run_palhm(spec: dict[str, Any]) -> Measure:
+    """Run one backup through the driver; spec: root, objects [{path, stages}], checksum,
+    nb_workers. The driver reports its own timing of run_backup."""
+    done = subprocess.run(
+        [sys.executable, str(DRIVER), json.dumps(spec)], check=True, capture_output=True, text=True
+    )
+    report = json.loads(done.stdout)
+    # CPU of the run only: palhm's own threads plus the stage processes it waited for
+    total_cpu = report["cpu_self_run"] + report["cpu_children_run"]
+    return Measure(report["wall"], total_cpu, report["cpu_self_run"], report["maxrss_kib"])
+
+
+def startup_cost() -> float:
+    """Seconds for `python -c 'import palhm.backup'`: the fixed cost a CLI run adds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import palhm.backup, palhm.cli"], check=True)
+    return time.perf_counter() - start
+
+
+def fresh_dir(base: str | None, name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"palhm-bench-{name}-", dir=base))
+
+
+def clear(path: Path) -> None:
+    """Remove a run's output and let the kernel write back before the next run."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.sync()
+
+
+def median(measures: Sequence[Measure]) -> Measure:
+    return Measure(
+        statistics.median(m.wall for m in measures),
+        statistics.median(m.cpu for m in measures),
+        statistics.median(m.palhm_cpu for m in measures),
+        max(m.maxrss_kib for m in measures),
+    )
+
+
+def row(label: str, measure: Measure, reference: Measure | None = None) -> str:
+    text = f"{label:<34} wall {measure.wall:8.3f} s   cpu {measure.cpu:8.3f} s"
+    if measure.palhm_cpu:
+        text += f" (palhm {measure.palhm_cpu:6.3f} s)"
+    if reference is not None:
+        text += f"   wall x{measure.wall / reference.wall:5.3f}"
+        if reference.cpu > 0:
+            text += f"  cpu x{measure.cpu / reference.cpu:5.3f}"
+    return text
+
+
+def stage(*argv: str) -> list[str]:
+    return list(argv)

@@ -1,0 +1,353 @@
+"""One backup run: lock, clean up, build one copy through the object DAG, commit, rotate.
+
+    run_backup(task, *, modules, nb_workers, verbosity) -> BackupResult
+
+Steps (SPEC A5, B7, B11, B13, B14, B16, C2):
+1. Lock the backend root (LockedError at once if another run has it).
+2. Remove incomplete copies left by crashed runs (only palhm's own staging names).
+3. PREFIX from the run's start time. If a copy of that name exists the run fails
+   with CollisionError before writing anything: copies are never shared or
+   overwritten, and palhm does not invent another name for a copy (a suffix would
+   break the "PREFIX is the start time" rule others sort and script by).
+4. `copy_transaction`: objects are built by a pool of at most nb-workers threads in
+   object-group order; each runs its pipeline into a sink of the copy, hashing as the
+   data streams. On the first failure, or SIGINT/SIGTERM: nothing new starts, the
+   running pipelines are killed, the copy is rolled back, and the root error (or
+   Interrupted, after the clean-up) is raised. On success the manifest is committed
+   last.
+5. Rotation (only after commit, never undoing it): old copies removed oldest first;
+   a failure there is a RotationError saying the new copy is safe.
+
+Threads: run_backup is called from the main thread, which only schedules and waits
+with short timeouts so that Python signal handlers run promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from palhm import faults, interrupts
+from palhm.backends import backend_class
+from palhm.backends.base import Backend, CopyWriter
+from palhm.checksum import new_hasher
+from palhm.errors import BackendError, Cancelled, LockedError, RotationError
+from palhm.execute import PipelineResult, run_pipeline
+from palhm.graph import GroupSchedule
+from palhm.manifest import (
+    Manifest,
+    ObjectRecord,
+    StageRecord,
+    building_manifest,
+    encode_manifest,
+)
+from palhm.model import DEFAULT_VL, BackupObject, BackupTask
+from palhm.prefix import make_prefix
+from palhm.progress import ProgressBoard, open_board
+from palhm.rotation import RotationPlan, plan_rotation
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_SIZE: Final = 1 << 20
+POLL_INTERVAL: Final = 0.1  # s: longest the main thread waits before looking at signals
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A committed copy: where it is, its manifest, and what rotation removed."""
+
+    task: str
+    prefix: str
+    location: str
+    manifest: Manifest
+    rotation: RotationPlan
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        return tuple(d.copy.prefix for d in self.rotation.remove)
+
+
+def run_backup(
+    task: BackupTask,
+    *,
+    modules: frozenset[str] | set[str] = frozenset(),
+    nb_workers: int = 0,
+    verbosity: int = DEFAULT_VL,
+) -> BackupResult:
+    """Make one copy of `task` and rotate old ones. See the module docstring.
+
+    Raises LockedError, CollisionError, PipelineError, BackendError (nothing of the new
+    copy remains), RotationError (the new copy is committed) or Interrupted.
+    """
+    backend = _make_backend(task, modules)
+    interrupts.check()
+    with _errors_name_task(task), backend.lock():
+        faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
+        _remove_incomplete(backend, task)
+        interrupts.check()
+        start = datetime.now(UTC)
+        prefix = make_prefix(task.prefix, start)
+        building = encode_manifest(building_manifest(task.id, prefix, start))
+        with copy_transaction(backend, prefix, building_manifest=building) as copy:
+            records = _ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
+            manifest = Manifest(
+                task.id, prefix, start, datetime.now(UTC), records, host=socket.gethostname()
+            )
+            faults.crashpoint("before-commit")  # test facility (tests/reliability)
+            interrupts.check()  # a signal after the last object still means "no copy"
+            copy.commit(encode_manifest(manifest))
+        faults.crashpoint("committed")  # test facility (tests/reliability)
+        location = f"{backend.describe()}/{prefix}"
+        log.info(
+            "task '%s': copy %s committed: %d object(s), %d bytes",
+            task.id, location, len(records), manifest.size,
+        )  # fmt: skip
+        plan = rotate(backend, task, current=prefix)
+    return BackupResult(task.id, prefix, location, manifest, plan)
+
+
+def _make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
+    try:
+        cls = backend_class(task.backend, modules)
+    except KeyError:
+        raise BackendError(f"task '{task.id}': backend '{task.backend}' is not available") from None
+    return cls(task.backend_param, task_id=task.id)
+
+
+@contextlib.contextmanager
+def copy_transaction(
+    backend: Backend, prefix: str, *, building_manifest: bytes
+) -> Iterator[CopyWriter]:
+    """Begin a copy; roll it back if the body raises anything (BaseException too).
+
+    The body commits the copy as its last statement. A failing rollback is logged and
+    the original error raised: the next run removes what was left.
+    """
+    copy = backend.begin_copy(prefix, building_manifest=building_manifest)
+    faults.crashpoint("copy-begun")  # test facility (tests/reliability)
+    try:
+        yield copy
+    except BaseException:
+        log.info("rolling back copy %s/%s", backend.describe(), prefix)
+        try:
+            copy.rollback()
+        except Exception as error:
+            log.error("%s (the next run removes it)", error)
+        raise
+
+
+def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
+    """After-commit work: backend.after_commit, then remove old copies oldest first.
+
+    Raises RotationError (the new copy stays committed) or Interrupted (rotation is
+    skipped when a signal arrived).
+    """
+    safe = f"the new copy {current} is safe"
+    try:
+        backend.after_commit(current)
+        interrupts.check()
+        copies = backend.list_copies()
+    except BackendError as error:
+        raise RotationError(f"task '{task.id}': {error}; {safe}") from error
+    plan = plan_rotation(copies, task.retention, current=current, now=datetime.now().astimezone())
+    for kept in plan.keep:
+        log.debug("keeping copy %s: %s", kept.copy.location, ", ".join(kept.reasons))
+    for doomed in plan.remove:
+        interrupts.check()  # stop rotating on a signal: the new copy is committed
+        log.info("removing copy %s (%s)", doomed.copy.location, doomed.reasons[0])
+        faults.crashpoint("before-removal")  # test facility (tests/reliability)
+        try:
+            backend.remove_copy(doomed.copy)
+        except BackendError as error:
+            # stop here: going on would delete newer copies while an older one stays
+            raise RotationError(f"task '{task.id}': rotation failed: {error}; {safe}") from error
+        faults.crashpoint("after-removal")  # test facility (tests/reliability)
+    return plan
+
+
+def _remove_incomplete(backend: Backend, task: BackupTask) -> None:
+    """Remove copies left incomplete by runs that died (we hold the lock: no run is
+    building one now). A failure is logged; it does not stop a new backup."""
+    for copy in backend.list_copies():
+        if copy.state != "incomplete":
+            continue
+        log.warning("task '%s': removing incomplete copy %s", task.id, copy.location)
+        faults.crashpoint("incomplete-removal")  # test facility (tests/reliability)
+        try:
+            backend.remove_copy(copy)
+        except BackendError as error:
+            log.error("task '%s': %s", task.id, error)
+        faults.crashpoint("incomplete-removed")  # test facility (tests/reliability)
+
+
+@contextlib.contextmanager
+def _errors_name_task(task: BackupTask) -> Iterator[None]:
+    """Prefix backend and lock errors with the task, as every palhm message names it."""
+    try:
+        yield
+    except (BackendError, LockedError) as error:
+        if str(error).startswith("task '"):
+            raise
+        raise type(error)(f"task '{task.id}': {error}") from error
+
+
+def worker_count(nb_workers: int) -> int | None:
+    """Pool size for `nb-workers`: 0 = CPUs usable by this process, negative = the
+    ThreadPoolExecutor default (None), positive = that many (SPEC A2)."""
+    if nb_workers == 0:
+        return len(os.sched_getaffinity(0))
+    return nb_workers if nb_workers > 0 else None
+
+
+class _ObjectBuilder:
+    """Builds every object of one copy: the scheduler loop of one run."""
+
+    def __init__(
+        self, task: BackupTask, copy: CopyWriter, *, nb_workers: int, verbosity: int
+    ) -> None:
+        self.task = task
+        self.copy = copy
+        self.workers = worker_count(nb_workers)
+        self.verbosity = verbosity
+        self.block_size = int(task.backend_param.get("block_size", DEFAULT_BLOCK_SIZE))
+        self.cancel = threading.Event()  # this run's own: set on failure or signal
+        self.schedule = GroupSchedule(task.groups, task.objects)
+        self.running: dict[Future[ObjectRecord], BackupObject] = {}
+        self.records: list[ObjectRecord] = []
+        self.failure: BaseException | None = None
+        self.board = ProgressBoard(sys.stderr, enabled=False)  # the live one is set by run()
+
+    def run(self) -> tuple[ObjectRecord, ...]:
+        """Build all objects; raise the root failure after every worker stopped."""
+        with (
+            open_board(self.verbosity) as self.board,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="palhm-object") as pool,
+        ):
+            try:
+                self._submit_ready(pool)
+                while self.running:
+                    self._wait_some()
+                    self._submit_ready(pool)
+            except BaseException as error:  # KeyboardInterrupt without palhm's handlers
+                self._fail(error)
+                raise
+            finally:
+                self._drain()
+        self._raise_failure()
+        order = {obj.path: index for index, obj in enumerate(self.task.objects)}
+        return tuple(sorted(self.records, key=lambda r: order[r.path]))
+
+    def _submit_ready(self, pool: ThreadPoolExecutor) -> None:
+        self._notice_signal()
+        if self.cancel.is_set():
+            return
+        for obj in self.schedule.ready():
+            self.running[pool.submit(self._build, obj)] = obj
+
+    def _wait_some(self) -> None:
+        done, _ = wait(self.running, timeout=POLL_INTERVAL, return_when=FIRST_COMPLETED)
+        self._notice_signal()
+        for future in done:
+            self._collect(future)
+
+    def _collect(self, future: Future[ObjectRecord]) -> None:
+        obj = self.running.pop(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            self._fail(error)
+            return
+        self.records.append(future.result())
+        self.schedule.finished(obj)
+
+    def _fail(self, error: BaseException) -> None:
+        """Keep the first root error; a Cancelled is only ever a consequence."""
+        if self.failure is None or (
+            isinstance(self.failure, Cancelled) and not isinstance(error, Cancelled)
+        ):
+            self.failure = error
+        self._cancel_all()
+
+    def _notice_signal(self) -> None:
+        if interrupts.CANCEL.is_set() or interrupts.received_signal() is not None:
+            self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        if not self.cancel.is_set():
+            self.cancel.set()  # running pipelines see it and kill their processes
+            for future in self.running:
+                future.cancel()  # queued objects never start
+
+    def _drain(self) -> None:
+        """Wait (in short steps, so signal handlers run) for every started object."""
+        while self.running:
+            done, _ = wait(self.running, timeout=POLL_INTERVAL)
+            for future in done:
+                self._collect(future)
+
+    def _raise_failure(self) -> None:
+        interrupts.check()  # a signal is the reason when one arrived
+        if self.failure is not None:
+            raise self.failure
+        if self.cancel.is_set() or not self.schedule.complete:
+            raise Cancelled(f"task '{self.task.id}': cancelled before every object was built")
+
+    def _build(self, obj: BackupObject) -> ObjectRecord:
+        """Worker thread: run one object's pipeline into its sink."""
+        context = f"task '{self.task.id}', object '{obj.path}'"
+        if self.cancel.is_set():
+            raise Cancelled(f"{context}: cancelled")
+        start = datetime.now(UTC)
+        progress = None
+        if self.board.enabled:  # else no callback at all: nothing to draw
+            self.board.start(obj.path)
+            progress = self.board.reporter(obj.path)
+        try:
+            result = self._run_pipeline(obj, context, progress)
+            faults.crashpoint("object-closed")  # test facility (tests/reliability)
+        except BackendError as error:
+            if str(error).startswith(context):
+                raise
+            raise type(error)(f"{context}: {error}") from error
+        finally:
+            self.board.finish(obj.path)
+        return _record(obj, self.task.checksum, result, start)
+
+    def _run_pipeline(
+        self, obj: BackupObject, context: str, progress: Callable[[int], None] | None
+    ) -> PipelineResult:
+        sink = self.copy.open_object(obj.path, alloc_size=obj.alloc_size)
+        faults.crashpoint("object-opened")  # test facility (tests/reliability)
+        return run_pipeline(
+            obj.pipeline,
+            sink,
+            context=context,
+            verbosity=self.verbosity,
+            hasher=new_hasher(self.task.checksum),
+            block_size=self.block_size,
+            cancel=self.cancel,
+            progress=progress,
+        )
+
+
+def _record(
+    obj: BackupObject, algorithm: str, result: PipelineResult, start: datetime
+) -> ObjectRecord:
+    stages = tuple(StageRecord(s.argv, s.status, s.signal) for s in result.stages)
+    return ObjectRecord(
+        obj.path, result.size, algorithm, result.digest, start, datetime.now(UTC), stages
+    )

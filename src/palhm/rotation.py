@@ -1,0 +1,158 @@
+"""Which old copies to delete (SPEC A5.6, C5). Pure: no I/O, no clock.
+
+`plan_rotation` looks only at counted copies (complete or legacy); incomplete ones
+are never counted, kept or removed here (the backup run cleans them up first).
+
+1. keep-* rules, when any is set, with restic's semantics: walking the copies newest
+   first, `keep-daily: N` keeps the newest copy of each of the N most recent days that
+   have copies (likewise hourly, weekly (ISO weeks), monthly, yearly); `keep-last: N`
+   keeps the N newest. A copy survives when any rule keeps it. Calendar buckets are
+   taken in the time zone of `now`, so the caller decides what "a day" is.
+2. Hard caps: while the survivors number more than `nb-copy-limit` or weigh more than
+   `root-size-limit`, the oldest survivor goes.
+3. The current copy is always kept, whatever the rules and limits.
+
+The plan lists the copies to remove oldest first (the order to delete them in) and,
+for each kept copy, why it is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from palhm.backends.base import CopyInfo
+from palhm.model import RetentionPolicy
+from palhm.prefix import parse_prefix
+
+Bucket = Callable[[datetime], tuple[int, ...]]
+
+# rule name -> calendar bucket of a copy's time. keep-last has no bucket: every copy
+# is a bucket of its own.
+_BUCKETS: Final[dict[str, Bucket]] = {
+    "keep-hourly": lambda t: (t.year, t.month, t.day, t.hour),
+    "keep-daily": lambda t: (t.year, t.month, t.day),
+    "keep-weekly": lambda t: tuple(t.isocalendar()[:2]),
+    "keep-monthly": lambda t: (t.year, t.month),
+    "keep-yearly": lambda t: (t.year,),
+}
+
+CURRENT: Final = "current copy"
+WITHIN_LIMITS: Final = "within nb-copy-limit and root-size-limit"
+NOT_KEPT: Final = "kept by no keep-* rule"
+OVER_COUNT: Final = "nb-copy-limit"
+OVER_SIZE: Final = "root-size-limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A copy and why it is kept (rule names) or removed (the limit or rule)."""
+
+    copy: CopyInfo
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPlan:
+    keep: tuple[Decision, ...]  # oldest first
+    remove: tuple[Decision, ...]  # oldest first: the order to delete in
+
+    @property
+    def doomed(self) -> tuple[CopyInfo, ...]:
+        return tuple(d.copy for d in self.remove)
+
+
+def plan_rotation(
+    copies: Sequence[CopyInfo], policy: RetentionPolicy, *, current: str, now: datetime
+) -> RotationPlan:
+    """Decide which counted copies to delete; see the module docstring.
+
+    `current` is the prefix of the copy just committed; `now` (aware) gives the time
+    zone of calendar buckets. Raises ValueError if a copy's prefix does not parse.
+    """
+    dated = _oldest_first(copies)
+    reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in dated}
+    removed: dict[str, str] = {}
+    if policy.has_keep_rules:
+        _apply_keep_rules(dated, policy, now, reasons)
+        removed = {c.prefix: NOT_KEPT for c, _ in dated if not reasons[c.prefix]}
+    if current in reasons:
+        reasons[current].insert(0, CURRENT)
+        removed.pop(current, None)
+    survivors = [c for c, _ in dated if c.prefix not in removed]
+    removed.update(_apply_caps(survivors, policy, current))
+    keep = tuple(
+        Decision(c, tuple(reasons[c.prefix]) or (WITHIN_LIMITS,))
+        for c, _ in dated
+        if c.prefix not in removed
+    )
+    remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in dated if c.prefix in removed)
+    return RotationPlan(keep, remove)
+
+
+def _oldest_first(copies: Sequence[CopyInfo]) -> list[tuple[CopyInfo, datetime]]:
+    dated: list[tuple[CopyInfo, datetime]] = []
+    for copy in copies:
+        if not copy.counted:
+            continue
+        when = parse_prefix(copy.prefix)
+        if when is None:
+            raise ValueError(f"'{copy.prefix}' is not a copy prefix")
+        dated.append((copy, when))
+    dated.sort(key=lambda entry: (entry[1], entry[0].prefix))
+    return dated
+
+
+def _apply_keep_rules(
+    dated: Sequence[tuple[CopyInfo, datetime]],
+    policy: RetentionPolicy,
+    now: datetime,
+    reasons: dict[str, list[str]],
+) -> None:
+    """Add the name of every keep-* rule that keeps a copy to its reasons."""
+    newest_first = dated[::-1]
+    if policy.keep_last is not None:
+        for copy, _ in newest_first[: max(policy.keep_last, 0)]:
+            reasons[copy.prefix].append("keep-last")
+    for rule, budget in _bucket_rules(policy):
+        bucket_of = _BUCKETS[rule]
+        last: tuple[int, ...] | None = None
+        for copy, when in newest_first:
+            if budget <= 0:
+                break
+            bucket = bucket_of(when.astimezone(now.tzinfo))
+            if bucket != last:
+                reasons[copy.prefix].append(rule)
+                last = bucket
+                budget -= 1
+
+
+def _bucket_rules(policy: RetentionPolicy) -> list[tuple[str, int]]:
+    rules = {
+        "keep-hourly": policy.keep_hourly,
+        "keep-daily": policy.keep_daily,
+        "keep-weekly": policy.keep_weekly,
+        "keep-monthly": policy.keep_monthly,
+        "keep-yearly": policy.keep_yearly,
+    }
+    return [(rule, count) for rule, count in rules.items() if count is not None]
+
+
+def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str) -> dict[str, str]:
+    """Remove the oldest survivors (never the current copy) until both caps hold."""
+    removed: dict[str, str] = {}
+    count = len(survivors)
+    size = sum(c.size for c in survivors)
+    for copy in survivors:  # oldest first
+        over_count = policy.nb_copy_limit.exceeded_by(count)
+        over_size = policy.root_size_limit.exceeded_by(size)
+        if not (over_count or over_size):
+            break
+        if copy.prefix == current:
+            continue
+        removed[copy.prefix] = OVER_COUNT if over_count else OVER_SIZE
+        count -= 1
+        size -= copy.size
+    return removed
