@@ -166,14 +166,14 @@ class _Walker:
     def _read(self, target: _Target, via: _Via) -> dict[str, Any] | None:
         try:
             text = _read_config_text(target.fs_path)
-        except ValueError as error:  # a NUL byte in the -f path
-            self._unreadable(target, via, str(error))
-            return None
         except OSError as error:
             self._unreadable(target, via, error.strerror or str(error))
             return None
         except UnicodeDecodeError as error:
             self._unreadable(target, via, f"not UTF-8 text (byte {error.start})")
+            return None
+        except ValueError as error:  # a NUL byte in the -f path
+            self._unreadable(target, via, str(error))
             return None
         return self._parse(target.name, text.removeprefix("\ufeff"))
 
