@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from palhm.backends.base import MANIFEST_NAME
 from palhm.values import Limit
 
 
@@ -39,6 +40,8 @@ def normalise_object_path(raw: str) -> str:
     kept = [part for part in parts if part not in ("", ".")]
     if not kept:
         raise ValueError(f"'{raw}' names no file (expected a relative file path)")
+    if kept == [MANIFEST_NAME]:
+        raise ValueError(f"'{raw}' is reserved for the copy's manifest")
     return "/".join(kept)
 
 
