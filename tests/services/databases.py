@@ -24,7 +24,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Final, Protocol, TypeVar
 
 import pytest
 
-from tests.helpers import need_program
+from tests.helpers import free_port, need_program
 
 START_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 15.0
@@ -53,14 +52,6 @@ class ServerDied(ServiceError):
 
 # --------------------------------------------------------------------------
 # Generic helpers
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def find_program(name: str, *extra_dirs: str | Path) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import require_services
+from tests.helpers import free_port, require_services
 
 READY_TIMEOUT = 30.0
 PART_MIN_SIZE = 1024  # what moto accepts as a non-last part (AWS: 5 MiB)
@@ -111,13 +110,6 @@ def need_moto() -> None:
         if require_services():
             pytest.fail(message)
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(server: MotoServer) -> None:

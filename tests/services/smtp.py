@@ -32,19 +32,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, need_program, require_services
+from tests.helpers import REPO, free_port, need_program, require_services
 
 AUTH_USER = "palhm"
 AUTH_PASSWORD = "s3cret pass"
 READY_TIMEOUT = 20.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_maildir(path: Path) -> Path:

@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -92,7 +93,7 @@ class LocalfsBackend(Backend):
         try:
             fsutil.try_flock(fd)
         except BlockingIOError:
-            holder = _describe_holder(fsutil.read_all(fd))
+            holder = _wait_for_holder_note(fd)
             raise LockedError(f"{self.root} is in use by another palhm run ({holder})") from None
         except OSError as error:  # ENOLCK: a share without locks
             raise BackendError(f"cannot lock {path}: {error.strerror}") from None
@@ -376,9 +377,23 @@ def _check_prefix(prefix: str) -> None:
         raise BackendError(f"'{prefix}' is not a copy prefix")
 
 
+def _wait_for_holder_note(fd: int) -> str:
+    """Who holds the lock. The holder writes its note just after taking the flock, so
+    a run refused in between may briefly read an empty file: retry for up to 0.5 s."""
+    for _ in range(10):
+        holder = _describe_holder(fsutil.read_all(fd))
+        if holder != UNKNOWN_HOLDER:
+            return holder
+        time.sleep(0.05)
+    return UNKNOWN_HOLDER
+
+
+UNKNOWN_HOLDER: Final = "holder unknown"
+
+
 def _describe_holder(raw: bytes) -> str:
     try:
         info = json.loads(raw)
         return f"pid {info['pid']} on {info['host']}, task '{info['task']}', since {info['since']}"
     except (ValueError, KeyError, TypeError):
-        return "holder unknown"
+        return UNKNOWN_HOLDER

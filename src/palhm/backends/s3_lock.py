@@ -65,7 +65,7 @@ def hold_lock(path: Path, *, what: str, task_id: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            holder = _holder_note(fd)
             raise LockedError(
                 f"{what}: locked by another palhm run ({holder}); lock file {path}"
                 " (this lock serialises runs on this host only)"
@@ -77,3 +77,14 @@ def hold_lock(path: Path, *, what: str, task_id: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock; the file stays (unlinking would race)
+
+
+def _holder_note(fd: int) -> str:
+    """The holder's note. It is written just after the flock is taken, so a run refused
+    in between may read an empty file: retry for up to 0.5 s."""
+    for _ in range(10):
+        note = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        if note:
+            return note
+        time.sleep(0.05)
+    return "holder unknown"
