@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,14 +28,16 @@ CORE_BACKEND_NAMES: Final = ("null", "localfs")
 CORE_MUA_NAMES: Final = ("stdout", "mailx", "smtp")
 
 
-def backend_names(modules: frozenset[str] | set[str]) -> list[str]:
+def backend_names(modules: Set[str]) -> list[str]:
+    """Backend names a config with these modules may use."""
     names = list(CORE_BACKEND_NAMES)
     for m in sorted(modules):
         names.extend(MODULES[m].backends if m in MODULES else ())
     return names
 
 
-def mua_names(modules: frozenset[str] | set[str]) -> list[str]:
+def mua_names(modules: Set[str]) -> list[str]:
+    """MUA names a config with these modules may use."""
     names = list(CORE_MUA_NAMES)
     for m in sorted(modules):
         names.extend(MODULES[m].muas if m in MODULES else ())

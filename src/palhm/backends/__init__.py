@@ -1,38 +1,34 @@
-"""Backend registry: one line per backend; modules add theirs (SPEC A2 `modules`).
+"""Backend registry: one line per backend (STYLE habit 1).
 
-Backends are imported lazily so that boto3 is loaded only when a config needs it.
+Which names a config may use depends on its `modules` (palhm.modules says which
+module provides which backend). Classes are imported lazily, so that boto3 is
+loaded only when a config uses aws-s3.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Set
 from typing import Final
 
 from palhm.backends.base import Backend
+from palhm.modules import backend_names
 
-# name -> "module:Class". Core backends are always available.
-CORE_BACKENDS: Final[dict[str, str]] = {
+BACKENDS: Final[dict[str, str]] = {
     "null": "palhm.backends.null:NullBackend",
     "localfs": "palhm.backends.localfs:LocalfsBackend",
-}
-
-# module name -> (backends it provides, MUAs it provides)
-MODULE_BACKENDS: Final[dict[str, dict[str, str]]] = {
-    "aws": {"aws-s3": "palhm.backends.s3:S3Backend"},
+    "aws-s3": "palhm.backends.s3:S3Backend",  # module "aws"
 }
 
 
-def available_backends(modules: frozenset[str] | set[str]) -> dict[str, str]:
-    """Backends a config with these modules may name."""
-    found = dict(CORE_BACKENDS)
-    for module in sorted(modules):
-        found.update(MODULE_BACKENDS.get(module, {}))
-    return found
+def backend_class(name: str, modules: Set[str]) -> type[Backend]:
+    """Import and return the class of backend `name`.
 
-
-def backend_class(name: str, modules: frozenset[str] | set[str]) -> type[Backend]:
-    """Import and return the class of backend `name` (KeyError if unknown)."""
-    target = available_backends(modules)[name]
-    module_name, _, class_name = target.partition(":")
+    Raises KeyError when no core backend and no listed module provides `name`
+    (the config layer reports that as a config error before anything runs).
+    """
+    if name not in backend_names(modules):
+        raise KeyError(name)
+    module_name, _, class_name = BACKENDS[name].partition(":")
     cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
     return cls

@@ -20,12 +20,13 @@ from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, kn
 from palhm.config.validate import schema_issues
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
+from palhm.mua import MUAS
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 HOOK_KEYS: Final = ("on-start", "on-success", "on-failure")
 _LIMIT_KEYS: Final = ("nb-copy-limit", "root-size-limit")
 _MODE_KEYS: Final = ("dmode", "fmode")
-_MUAS: Final = ("stdout", "mailx", "smtp", "aws-sns")
+
 
 Node = TypeVar("Node", bound=Hashable)
 Where = TypeVar("Where")
@@ -349,7 +350,7 @@ def _boot_report_issues(merged: Merged, context: _Context) -> Iterator[Issue]:
         yield Issue(last.file, last.path, "missing required key 'mail-to'")
     elif not parts.mail_to:
         yield Issue(last.file, (*last.path, "mail-to"), "expected at least one recipient")
-    if mua_entry is not None and mua_entry.data in _MUAS:
+    if mua_entry is not None and isinstance(mua_entry.data, str) and mua_entry.data in MUAS:
         for params in parts.params:
             yield from schema_issues(
                 params.file, params.data, definition=f"mua-param-{mua_entry.data}", base=params.path

@@ -11,10 +11,11 @@ import jsonschema
 import pytest
 
 from palhm import model
-from palhm.backends import CORE_BACKENDS, MODULE_BACKENDS
+from palhm.backends import BACKENDS
 from palhm.config import load_config, schema_text
 from palhm.config.validate import schema
 from palhm.model import BackupTask
+from palhm.modules import MODULES, backend_names
 from palhm.mua import MUAS
 from tests.unit.config.util import backup, inline, obj, problems, routine, write
 
@@ -76,8 +77,7 @@ def test_model_defaults_agree_with_the_schema() -> None:
 def test_backends_and_muas_match_the_registries() -> None:
     definitions = schema()["definitions"]
     backends = definitions["backup-task"]["properties"]["backend"]["enum"]
-    registered = list(CORE_BACKENDS) + [n for names in MODULE_BACKENDS.values() for n in names]
-    assert sorted(backends) == sorted(registered)
+    assert sorted(backends) == sorted(BACKENDS) == sorted(backend_names(set(MODULES)))
     assert all(f"{name}-param" in definitions for name in backends)
     assert sorted(definitions["mua"]["enum"]) == sorted(MUAS)
     assert all(f"mua-param-{name}" in definitions for name in MUAS)
