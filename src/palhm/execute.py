@@ -66,6 +66,7 @@ import fcntl
 import functools
 import logging
 import os
+import queue
 import selectors
 import signal
 import subprocess
@@ -88,6 +89,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL: Final = 0.1  # s: longest wait before `cancel` and timeouts are looked at
 GRACE_PERIOD: Final = 2.0  # s between SIGTERM and SIGKILL when terminating
+NB_BUFFERS: Final = 3  # data-path buffers per pipeline: one being read, two being written
 STDERR_TAIL_LINES: Final = 20  # lines of a child's stderr kept for its error message
 STDERR_WAIT: Final = 1.0  # s to wait for stderr EOF after the children are reaped
 PIPE_SIZE: Final = 1 << 20  # bytes asked for the data pipes (best effort)
@@ -417,7 +419,16 @@ class _StderrRelay:
 
 
 class _Pump:
-    """Reads the last stage's stdout into one reused buffer, hashes it, feeds the sink."""
+    """Reads the last stage's stdout into a few reused buffers, hashes each chunk, and
+    hands it to a writer thread that feeds the sink.
+
+    Reading + hashing (this thread) and writing (the writer thread) overlap: both
+    release the GIL, so on a machine with a spare core the hashed data path costs
+    the slower of the two instead of their sum. Memory stays at NB_BUFFERS *
+    block_size whatever the object size: the reader waits for a free buffer.
+    A sink error is kept in `error`; the writer then drops further chunks, so the
+    reader never blocks on it, and the pipeline loop stops the run.
+    """
 
     def __init__(
         self,
@@ -434,10 +445,18 @@ class _Pump:
         self.progress = progress
         self.context = context
         self.view = memoryview(bytearray(block_size))
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(NB_BUFFERS - 1):
+            self._free.put(memoryview(bytearray(block_size)))
+        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
         self.filled = 0
-        self.size = 0
+        self.size = 0  # bytes the sink accepted
         self.eof = False
         self.error: BackendError | None = None
+        self._writer: threading.Thread | None = threading.Thread(
+            target=self._write_loop, name="palhm-sink-writer", daemon=True
+        )
+        self._writer.start()
 
     def on_readable(self) -> None:
         """Read what the pipe holds; pass a full buffer (or the rest at EOF) on."""
@@ -449,26 +468,47 @@ class _Pump:
             self._flush()
 
     def _flush(self) -> None:
-        if not self.filled:
+        if not self.filled or self.error is not None:
+            self.filled = 0
             return
-        chunk = self.view[: self.filled]
         if self.hasher is not None:
-            self.hasher.update(chunk)
+            with self.view[: self.filled] as chunk:
+                self.hasher.update(chunk)
+        self._full.put((self.view, self.filled))
+        self.filled = 0
+        self.view = self._free.get()  # waits while the writer is NB_BUFFERS - 1 behind
+
+    def _write_loop(self) -> None:
+        while (item := self._full.get()) is not None:
+            buffer, count = item
+            if self.error is None:
+                self._write(buffer, count)
+            self._free.put(buffer)
+
+    def _write(self, buffer: memoryview, count: int) -> None:
         try:
-            self.sink.write(chunk)
+            with buffer[:count] as chunk:
+                self.sink.write(chunk)
         except BackendError as error:
             self.error = error
             return
         except OSError as error:
             self.error = BackendError(f"{self.context}: {error}")
             return
-        finally:
-            chunk.release()
-        self.size += self.filled
-        self.filled = 0
+        except Exception as error:  # a bug in a sink must not leave the reader waiting
+            self.error = BackendError(f"{self.context}: sink failed: {error!r}")
+            return
+        self.size += count
         faults.crashpoint("chunk-written")
         if self.progress is not None:
             self.progress(self.size)
+
+    def stop(self) -> None:
+        """Let the writer finish what it was given and end. Idempotent."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._full.put(None)
+            writer.join()
 
 
 # --------------------------------------------------------------------------- processes
@@ -621,9 +661,10 @@ class _Run:
 
     def _pump_once(self, pump: _Pump) -> None:
         pump.on_readable()
+        if pump.eof:
+            self._close_pump()  # waits for the writer: every chunk written, or an error
         if pump.error is not None:
             self.trigger = "sink"
-        if pump.eof or pump.error is not None:
             self._close_pump()
 
     def _done(self) -> bool:
@@ -727,11 +768,14 @@ class _Run:
 
     def _close_pump(self) -> None:
         pump = self.pump
-        if pump is not None and pump.fd >= 0:
+        if pump is None:
+            return
+        if pump.fd >= 0:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(pump.fd)
             os.close(pump.fd)
             pump.fd = -1
+        pump.stop()
 
     # ----------------------------------------------------------------- verdict
 
