@@ -5,12 +5,7 @@ moto server that can be killed and restarted on the same port."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +23,7 @@ from tests.reliability.harness import (
     sort_prefixes,
     stage,
 )
-from tests.services.moto import PART_MIN_SIZE, MotoServer, client_env
+from tests.services.moto import PART_MIN_SIZE, MotoServer, start_moto_server
 
 MiB: Final = 1 << 20
 PART_SIZE: Final = 5 * MiB  # S3's minimum, the smallest palhm accepts
@@ -184,34 +179,5 @@ def clone_s3_root(s3: Any, bucket: str, seed: str, root: str) -> None:
 @contextmanager
 def moto_on_port(port: int, log_dir: Path) -> Iterator[MotoServer]:
     """A private moto server on `port` (so a restarted one has the same endpoint)."""
-    log_file = log_dir / f"moto-{port}-{time.monotonic_ns()}.log"
-    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(PART_MIN_SIZE)}
-    with open(log_file, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = MotoServer(port, process, log_file)
-    server.env = client_env(server.endpoint_url, log_dir)
-    try:
-        _wait_ready(server)
+    with start_moto_server(log_dir, part_min_size=PART_MIN_SIZE, port=port) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def _wait_ready(server: MotoServer, timeout: float = 30.0) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"moto exited: {server.log_file.read_text()[-2000:]}")
-        try:
-            with opener.open(f"{server.endpoint_url}/moto-api/", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"moto not ready on {server.endpoint_url}")

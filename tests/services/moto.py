@@ -129,10 +129,13 @@ def _wait_ready(server: MotoServer) -> None:
 
 
 @contextmanager
-def start_moto_server(log_dir: Path, *, part_min_size: int = PART_MIN_SIZE) -> Iterator[MotoServer]:
-    """Start a moto server on a free loopback port; stop exactly it at the end."""
-    port = free_port()
-    log_file = log_dir / f"moto-{port}.log"
+def start_moto_server(
+    log_dir: Path, *, part_min_size: int = PART_MIN_SIZE, port: int | None = None
+) -> Iterator[MotoServer]:
+    """Start a moto server on `port` (default: a free loopback port); stop exactly it
+    at the end. A fixed port lets a test restart a server at the same endpoint."""
+    port = free_port() if port is None else port
+    log_file = log_dir / f"moto-{port}-{time.monotonic_ns()}.log"
     env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(part_min_size)}
     with open(log_file, "wb") as log:  # a file, not a pipe nobody drains: moto logs each request
         process = subprocess.Popen(
