@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import write_config
+from tests.helpers import (
+    wait_for,  # noqa: F401  (re-exported for the tests)
+    write_config,
+)
 
 PYTHON = sys.executable
 TASK = "backup"
@@ -91,17 +93,6 @@ def copies_in(root: Path) -> list[str]:
 def manifest_of(root: Path, prefix: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((root / prefix / ".palhm-manifest.json").read_text())
     return document
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float = 30.0, what: str = "") -> Any:
-    """Poll until `condition()` is truthy; its value. Fails the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def start_palhm(config: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:

@@ -34,7 +34,10 @@ import blake3
 import pytest
 
 from palhm.prefix import parse_prefix
-from tests.helpers import write_config
+from tests.helpers import (
+    wait_for,  # noqa: F401  (re-exported for the tests)
+    write_config,
+)
 
 PYTHON: Final = sys.executable
 TASK: Final = "backup"
@@ -217,17 +220,6 @@ def survivors(marker: str, *, grace: float = 5.0) -> list[int]:
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.05)
-
-
-def wait_for(condition: Any, *, timeout: float = 30.0, what: str = "") -> Any:
-    """Poll until `condition()` is truthy; its value. Fails the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 # --------------------------------------------------------------------------- localfs state
