@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from palhm import interrupts
+
 pytest_plugins = [
     "tests.services.moto",
     "tests.services.smtp",
     "tests.services.dnslab",
     "tests.services.databases",
 ]
+
+
+@pytest.fixture
+def handlers() -> Iterator[None]:
+    """palhm's SIGINT/SIGTERM handlers, as the CLI installs them; restored afterwards."""
+    saved = {signum: signal.getsignal(signum) for signum in interrupts.HANDLED_SIGNALS}
+    interrupts.reset()
+    interrupts.install_handlers()
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    interrupts.reset()

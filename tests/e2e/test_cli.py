@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import run_palhm, write_config
 
 FAIL_ARGV = [sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"]
@@ -75,7 +77,10 @@ def test_no_command_is_a_usage_error() -> None:
     assert "no command given" in result.stderr
 
 
-def test_run_without_task_runs_the_default_task(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task_args", [[], [""]], ids=["no-task", "empty-task-name"])
+def test_run_without_a_task_name_runs_the_default_task(
+    tmp_path: Path, task_args: list[str]
+) -> None:
     marker = tmp_path / "ran"
     doc = {
         "tasks": [
@@ -87,24 +92,7 @@ def test_run_without_task_runs_the_default_task(tmp_path: Path) -> None:
         ]
     }
     config = write_config(tmp_path / "palhm.jsonc", doc)
-    result = run_palhm(["-f", str(config), "run"])
-    assert result.returncode == 0, result.stderr
-    assert marker.exists()
-
-
-def test_run_with_empty_task_name_runs_the_default_task(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
-    doc = {
-        "tasks": [
-            {
-                "id": "default",
-                "type": "routine",
-                "routine": [{"type": "exec-inline", "argv": ["touch", str(marker)]}],
-            }
-        ]
-    }
-    config = write_config(tmp_path / "palhm.jsonc", doc)
-    result = run_palhm(["-f", str(config), "run", ""])
+    result = run_palhm(["-f", str(config), "run", *task_args])
     assert result.returncode == 0, result.stderr
     assert marker.exists()
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,6 @@ from palhm.routine import run_routine
 from tests.integration.execute_support import bounded, ex, py, wait_for_file, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def handlers() -> Iterator[None]:
-    """palhm's SIGINT/SIGTERM handlers, as the CLI installs them; restored afterwards."""
-    saved = {signum: signal.getsignal(signum) for signum in interrupts.HANDLED_SIGNALS}
-    interrupts.reset()
-    interrupts.install_handlers()
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-    interrupts.reset()
 
 
 def append(log: Path, text: str) -> RoutineItem:

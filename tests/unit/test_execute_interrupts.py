@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,17 +11,6 @@ from palhm import interrupts
 from palhm.errors import ExitStatus, Interrupted
 
 WAIT = 30.0  # s; a bound, not a speed check
-
-
-@pytest.fixture
-def handlers() -> Iterator[None]:
-    saved = {signum: signal.getsignal(signum) for signum in interrupts.HANDLED_SIGNALS}
-    interrupts.reset()
-    interrupts.install_handlers()
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-    interrupts.reset()
 
 
 @pytest.mark.usefixtures("handlers")
