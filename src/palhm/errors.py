@@ -118,14 +118,17 @@ class MailError(PalhmError):
 
 
 class Interrupted(PalhmError):
-    """SIGINT or SIGTERM arrived; raised after clean-up so the right status is used."""
+    """A stop signal arrived; raised after clean-up so the exit status is 128+N, as a
+    shell reports a process the signal killed (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."""
+
+    exit_status: int  # type: ignore[assignment]  # 128+N is not always an ExitStatus
 
     def __init__(self, signum: int) -> None:
         import signal
 
         self.signum = signum
         name = signal.Signals(signum).name
-        self.exit_status = ExitStatus.INTERRUPTED if name == "SIGINT" else ExitStatus.TERMINATED
+        self.exit_status = 128 + int(signum)
         super().__init__(f"interrupted by {name}")
 
 
