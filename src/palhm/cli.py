@@ -140,7 +140,7 @@ def _task_id(config_tasks: Sequence[str], wanted: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from palhm import interrupts, runner
+    from palhm import interrupts, runner, strays
 
     config, verbosity = _load(args)
     task_id = _task_id(list(config.tasks), args.task)
@@ -148,7 +148,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(runner.plan_text(config, task_id))
         return
     interrupts.install_handlers()
-    runner.run_task(config, task_id, verbosity=verbosity)
+    with strays.run_record():  # stops what a SIGKILLed run left; records this run's
+        runner.run_task(config, task_id, verbosity=verbosity)
     interrupts.check()
 
 

@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Protocol
 
-from palhm import faults
+from palhm import faults, strays
 from palhm.backends.base import ObjectSink
 from palhm.errors import BackendError, Cancelled, CommandError, PipelineError, format_argv
 from palhm.model import Exec
@@ -146,7 +146,7 @@ def run_command(
     with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=False) as run:
         run.spawn(cmd, stdin=None, stdout=stdout)
         run.watch(None)
-        run.finish(kill_strays=False)
+        run.finish(kill_strays=True)  # nothing the command started outlives it
     run.raise_failure(None)
     status = run.children[0].status
     assert status is not None  # accepted, so it exited normally
@@ -598,6 +598,7 @@ class _Run:
             os.close(err_write)  # only the child writes its stderr
         if self.pgid is None:
             self.pgid = proc.pid
+            strays.register_group(proc.pid)  # found again if palhm is SIGKILLed
         self._track(cmd, index, proc, err_read)
 
     def _popen(
@@ -742,6 +743,8 @@ class _Run:
                 child.proc.wait()
                 child.reaped = True
             self._forget_pidfd(child)
+        if self.pgid is not None:
+            strays.release_group(self.pgid)
 
     def _terminate(self) -> None:
         """SIGTERM to the group, up to GRACE_PERIOD for it to go, then SIGKILL."""
