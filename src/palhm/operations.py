@@ -349,7 +349,8 @@ def _write_out(out: BinaryIO, data: bytes) -> None:
     except BrokenPipeError:
         raise  # the reader stopped early (`| head`): the CLI ends quietly
     except OSError as error:
-        raise OutputError(f"cannot write the object out: {error.strerror or error}") from None
+        reason = error.strerror or "standard output is closed or not writable"
+        raise OutputError(f"cannot write the object out: {reason}") from None
 
 
 def _extra_objects(backend: Backend, prefix: str, manifest: Manifest) -> list[str]:
@@ -431,7 +432,8 @@ def _flush_out(out: BinaryIO) -> None:
     except BrokenPipeError:
         raise
     except OSError as error:
-        raise OutputError(f"cannot write the object out: {error.strerror or error}") from None
+        reason = error.strerror or "standard output is closed or not writable"
+        raise OutputError(f"cannot write the object out: {reason}") from None
 
 
 def _normalise(path: str) -> str:

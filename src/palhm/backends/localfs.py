@@ -66,6 +66,7 @@ STAGING: Final = ".palhm-staging-"
 DELETING: Final = ".palhm-deleting-"
 DEFAULT_DMODE: Final = 0o750
 DEFAULT_FMODE: Final = 0o640
+_ROLLBACK_FDS: Final = 8  # a removal holds about one descriptor per directory level
 
 
 class LocalfsBackend(Backend):
@@ -249,7 +250,13 @@ class LocalfsBackend(Backend):
                 raise CollisionError(f"{staging} already exists; nothing was written") from None
             except OSError as error:
                 raise BackendError(f"cannot create {staging}: {error.strerror}") from None
-            writer = LocalfsCopyWriter(self, prefix, os.dup(root_fd), staging_fd)
+            try:
+                writer = LocalfsCopyWriter(self, prefix, os.dup(root_fd), staging_fd)
+            except OSError as error:
+                os.close(staging_fd)
+                with contextlib.suppress(OSError):
+                    os.rmdir(staging_name, dir_fd=root_fd)
+                raise BackendError(f"cannot begin copy {staging}: {_reason(error)}") from None
         try:
             faults.crashpoint("staging-created")  # test facility (tests/reliability)
             writer.write_manifest(building_manifest)
@@ -374,6 +381,9 @@ class LocalfsCopyWriter(CopyWriter):
         self._dirs_lock = threading.Lock()
         self._renamed = False
         self._closed = False
+        # Descriptors kept for the rollback: it must work when the run failed because
+        # every descriptor was taken (low `ulimit -n`, many workers).
+        self._reserve = [fsutil.open_root(Path("/")) for _ in range(_ROLLBACK_FDS)]
 
     def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         """Create STAGING/PATH with fmode (parents with dmode). Thread-safe."""
@@ -451,6 +461,7 @@ class LocalfsCopyWriter(CopyWriter):
         fails; the next run retries it."""
         if self._closed:
             return
+        self._release_reserve()
         name = self.prefix if self._renamed else self._staging_name
         directory = self._final if self._renamed else self._staging
         try:
@@ -474,8 +485,13 @@ class LocalfsCopyWriter(CopyWriter):
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._release_reserve()
             os.close(self._staging_fd)
             os.close(self._root_fd)
+
+    def _release_reserve(self) -> None:
+        while self._reserve:
+            os.close(self._reserve.pop())
 
 
 class LocalfsSink(ObjectSink):
