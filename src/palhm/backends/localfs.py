@@ -10,9 +10,20 @@ Layout under ROOT (SPEC A5.4, A5.7, B5-B9, B13, C2)::
 Commit: fsync every object (done when its sink closes) and every directory, write
 the manifest last (temporary file, fsync, rename), fsync the staging directory,
 rename it to ROOT/PREFIX, fsync ROOT. A crash at any point leaves either a complete
-copy or a hidden incomplete one that the next run removes. A prefix-named directory
-without a manifest was made by the original PALHM: a `legacy` copy, counted. Names
-that are neither prefixes nor ours (lost+found, a user's files) are never touched.
+copy or a hidden incomplete one that the next run removes. A directory without a
+manifest named exactly as the original PALHM named its copies is a `legacy` copy,
+counted; one whose manifest is unreadable is `damaged` (reported, never counted or
+removed); one whose manifest names another task is `other-task`. Names that are
+neither prefixes nor ours (lost+found, a user's files, `2023-01-01T00:00:00Z`
+without a manifest) are never touched.
+
+Other users (doc/reliability.md, threat model): ROOT is opened once per run and
+everything below it is reached through directory descriptors, never a symbolic
+link (backends/_fsutil.py). The staging directory stays open from its creation,
+so every object and manifest lands in it whatever happens to its name; the commit
+renames it only while the name is still that directory, and the rollback empties
+it through its descriptor. Only processes provably palhm's are ever stopped
+(strays.py), never "whoever has a file open there".
 
 Modes (B5): every directory and file is created with its configured mode in the
 mkdir/open call itself. The umask may only clear bits, so the result is never more
