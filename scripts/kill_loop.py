@@ -82,6 +82,8 @@ def main() -> int:
     print(f"failures: {len(failures)}")
     for failure in failures:
         print(failure)
+    if not failures:
+        shutil.rmtree(base)
     return 1 if failures else 0
 
 
