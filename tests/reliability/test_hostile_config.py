@@ -45,6 +45,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("equals-in-env-name", lambda r: _stage(_task(r), env={"A=B": "x"}), ".env.A=B"),
     ("empty-env-name", lambda r: _stage(_task(r), env={"": "x"}), ".env"),
     ("nul-in-root", lambda r: _task(Path(f"{r}\0x")), "backend-param.root"),
+    ("nul-in-prefix-type", lambda r: _task(r, prefix={"type": "iso8601", "tz": "u\0"}), "tz"),
+    ("nul-in-exec-id", lambda r: _stage(_task(r), type="exec", **{"exec-id": "a\0"}), "exec-id"),
     ("root-name-too-long", lambda r: _task(r / LONG), "backend-param.root"),
     ("block-size-1-tib", lambda r: _task(r, **{"block-size": 1 << 40}), "block-size"),
     ("file-and-dir", lambda r: _with_objects(_task(r), "a", "a/b"), "objects[1].path"),

@@ -53,6 +53,11 @@ def logic_issues(merged: Merged) -> list[Issue]:
     """Every logic problem of the merged config."""
     context = _Context(list(merged.exec_ids), list(merged.task_ids), merged.module_names)
     issues = list(_module_issues(merged))
+    for entry in [*merged.execs, *merged.tasks]:
+        issues.extend(_nul_issues(entry.file, entry.path, entry.data))
+    if merged.boot_report is not None:
+        for section in merged.boot_report.sections:
+            issues.extend(_nul_issues(section.file, section.path, section.data))
     for entry in merged.execs:
         issues.extend(_command_issues(entry.file, entry.path, entry.data))
     for entry in merged.tasks:
@@ -131,24 +136,32 @@ def _command_issues(file: str, path: JsonPath, command: dict[str, Any]) -> Itera
     yield from _argv_env_issues(file, path, command)
 
 
+def _nul_issues(file: str, path: JsonPath, value: Any) -> Iterator[Issue]:
+    """A NUL character anywhere (argv, env, root, URL, address ...): no program
+    argument, environment entry or file name can hold one. Object paths and env
+    names say so in their own checks."""
+    if isinstance(value, str):
+        if "\0" in value and path[-1:] != ("path",):
+            yield Issue(file, path, "a NUL character cannot be passed to a program or a file name")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_issues(file, (*path, i), item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul_issues(file, (*path, key), item)
+
+
 def _argv_env_issues(file: str, path: JsonPath, command: dict[str, Any]) -> Iterator[Issue]:
-    """What execve() cannot take: a NUL byte in an argument, an environment name or
-    value; an environment name that is empty or holds '=' (it would be read back as
-    another variable)."""
-    for i, arg in enumerate(_list(command.get("argv"))):
-        if isinstance(arg, str) and "\0" in arg:
-            yield Issue(file, (*path, "argv", i), "an argument cannot contain a NUL character")
-    for name, value in _dict(command.get("env")).items():
-        where = (*path, "env", name)
+    """An environment name execve() cannot take: empty, or holding '=' (it would be
+    read back as another variable) or NUL."""
+    for name in _dict(command.get("env")):
         if "\0" in name or "=" in name or not name:
             yield Issue(
                 file,
-                where,
+                (*path, "env", name),
                 f"{_json(name)} is not an environment variable name"
                 " (expected a non-empty name without '=' or NUL)",
             )
-        if isinstance(value, str) and "\0" in value:
-            yield Issue(file, where, "an environment value cannot contain a NUL character")
 
 
 def _stage_issues(file: str, path: JsonPath, stage: Any, context: _Context) -> Iterator[Issue]:
@@ -271,11 +284,7 @@ def _mode_safety(file: str, path: JsonPath, raw: Any) -> Iterator[Issue]:
 
 
 def _root_issues(file: str, path: JsonPath, root: Any) -> Iterator[Issue]:
-    if not isinstance(root, str):
-        return
-    if "\0" in root:
-        yield Issue(file, path, "a root cannot contain a NUL character")
-    elif too_long := _long_name(root):
+    if isinstance(root, str) and "\0" not in root and (too_long := _long_name(root)):
         yield Issue(file, path, too_long)
 
 
