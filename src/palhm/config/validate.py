@@ -17,7 +17,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterator
-from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 from palhm.config.problems import Issue, JsonPath, did_you_mean
@@ -43,7 +43,8 @@ def schema() -> dict[str, Any]:
 
 
 def schema_source() -> str:
-    return resources.files("palhm.config").joinpath("schema.json").read_text(encoding="utf-8")
+    # next to this module (importlib.resources would cost more to import than the read)
+    return Path(__file__).with_name("schema.json").read_text(encoding="utf-8")
 
 
 @functools.cache
