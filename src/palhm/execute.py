@@ -474,17 +474,18 @@ class _Pump:
         self.context = context
         self.splice_to = sink.splice_fd() if hasher is None else None
         self.view = memoryview(bytearray(block_size)) if self.splice_to is None else None
+        self.filled = 0  # bytes of `view` read, not yet stored
         self.size = 0  # bytes the sink accepted
         self.eof = False
         self.error: BackendError | None = None
 
     def on_readable(self) -> None:
-        """Move what the pipe holds now into the sink (at most _BURST chunks)."""
+        """Move what the pipe holds now into the sink (at most _BURST reads)."""
         for _ in range(_BURST):
             if self.eof or self.error is not None:
                 return
             try:
-                count = self._move()
+                count = self._splice() if self.splice_to is not None else self._read()
             except BlockingIOError:  # drained: back to watching the stages
                 return
             except BackendError as error:
@@ -496,37 +497,57 @@ class _Pump:
             if count == 0:
                 self.eof = True
                 return
-            self.size += count
-            faults.crashpoint("chunk-written")
-            if self.progress is not None:
-                self.progress(self.size)
 
-    def _move(self) -> int:
-        """One chunk: bytes moved, 0 at end of file. BlockingIOError when empty."""
-        if self.splice_to is not None:
-            try:
-                return os.splice(self.fd, self.splice_to, self.block_size, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                raise
-            except OSError as error:
-                if error.errno not in _NO_SPLICE:
-                    raise BackendError(
-                        f"{self.context}: cannot write the object: {error.strerror}"
-                    ) from None
-                # this file cannot be spliced into (nothing moved): write() from now on
-                self.splice_to = None
-                self.view = memoryview(bytearray(self.block_size))
-        assert self.view is not None
-        count = os.readv(self.fd, [self.view])
+    def _splice(self) -> int:
+        """Splice what the pipe holds into the file. BlockingIOError when empty."""
+        assert self.splice_to is not None
+        try:
+            count = os.splice(self.fd, self.splice_to, self.block_size, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            raise
+        except OSError as error:
+            if error.errno not in _NO_SPLICE:
+                raise BackendError(
+                    f"{self.context}: cannot write the object: {error.strerror}"
+                ) from None
+            # this file cannot be spliced into (nothing moved): write() from now on
+            self.splice_to = None
+            self.view = memoryview(bytearray(self.block_size))
+            return self._read()
         if count:
-            with self.view[:count] as chunk:
-                if self.hasher is not None:
-                    self.hasher.update(chunk)
-                try:
-                    self.sink.write(chunk)
-                except OSError as error:
-                    raise BackendError(f"{self.context}: {error}") from error
+            self._stored(count)
         return count
+
+    def _read(self) -> int:
+        """Read into the buffer; hash and store it when full or at EOF. The pipe often
+        holds a few KiB at a time: hashing and writing whole buffers keeps the cost
+        per byte low. BlockingIOError when the pipe is empty."""
+        assert self.view is not None
+        count = os.readv(self.fd, [self.view[self.filled :]])
+        self.filled += count
+        if count == 0 or self.filled == len(self.view):
+            self.flush()
+        return count
+
+    def flush(self) -> None:
+        """Hash and store what the buffer holds (read path; nothing to do when splicing)."""
+        if not self.filled or self.view is None:
+            return
+        with self.view[: self.filled] as chunk:
+            if self.hasher is not None:
+                self.hasher.update(chunk)
+            try:
+                self.sink.write(chunk)
+            except OSError as error:
+                raise BackendError(f"{self.context}: {error}") from error
+        count, self.filled = self.filled, 0
+        self._stored(count)
+
+    def _stored(self, count: int) -> None:
+        self.size += count
+        faults.crashpoint("chunk-written")
+        if self.progress is not None:
+            self.progress(self.size)
 
 
 # --------------------------------------------------------------------------- processes
@@ -699,6 +720,11 @@ class _Run:
         pipe = os.fstat(pump.fd).st_ino
         holders = _pipe_holders(pipe)
         pump.on_readable()  # what they wrote up to now
+        try:
+            pump.flush()
+        except BackendError as error:
+            pump.error = error
+            self.trigger = "sink"
         pump.eof = True
         self._close_pump()
         killed = [_kill_holder(pid, pipe) for pid in holders]
