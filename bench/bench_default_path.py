@@ -14,8 +14,12 @@ included, so the tiny run measures start-up and the others the data path. Cases:
   tiny      a two-object `echo` backup (start-up); goal x1.3 of the original
   original  with --orig-python: the original PALHM 0.0.3 runs the same configs
             (stream, parallel, null, tiny); goal <= x0.85 of its wall time
-  rss       palhm's peak RSS (ru_maxrss of the palhm process and its stages) for
-            the tiny run and the stream: goal <= 64 MiB and flat
+  rss       palhm's peak RSS (ru_maxrss of the palhm process alone), printed for
+            every case: goal <= 64 MiB whatever the size
+
+Each line gives the wall time, the CPU time of the whole run (stages included) and
+"own": the CPU of the palhm (or original) process alone, stages excluded: the cost
+of the data path and start-up, the figure that varies least on a busy machine.
 
 Install the original once (its own venv; it runs as `python -m palhm`):
 
@@ -57,7 +61,11 @@ ECHO_REPEAT = 5  # tiny runs per round: each is short
 class Run:
     wall: float
     cpu: float  # user + sys of the process and everything it waited for
-    maxrss_mib: float
+    maxrss_mib: float  # peak RSS of the palhm process alone (of the shell: its children)
+    own_cpu: float | None = None  # palhm's own user + sys, its stages excluded
+
+
+SELF = Path(__file__).with_name("_self_cpu.py")
 
 
 @dataclass
@@ -68,15 +76,22 @@ class Contender:
     runs: list[Run] = field(default_factory=list)
 
 
-def timed(argv: list[str]) -> Run:
+def timed(argv: list[str], work: Path) -> Run:
+    own = work / "self.json"
+    own.unlink(missing_ok=True)
+    env = {**os.environ, "PALHM_BENCH_SELF": str(own)}
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(argv)}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    if own.exists():
+        report = json.loads(own.read_text())
+        run.own_cpu, run.maxrss_mib = report["cpu"], report["maxrss_kib"] / 1024
+    return run
 
 
 def empty(directory: Path) -> Callable[[], None]:
@@ -123,8 +138,9 @@ def config(
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="palhm-bench-default-", dir=args.dir))
-        self.palhm = [sys.executable, "-m", "palhm", "-q", "-f"]
-        self.orig = [args.orig_python, "-m", "palhm", "-q", "-f"] if args.orig_python else None
+        # `python -m palhm`, through a wrapper that reports palhm's own CPU time
+        self.palhm = [sys.executable, str(SELF), "-q", "-f"]
+        self.orig = [args.orig_python, str(SELF), "-q", "-f"] if args.orig_python else None
         self.size = (256 * MIB) if args.quick else (2 * GIB)
         self.rounds = args.rounds
 
@@ -209,14 +225,14 @@ class Bench:
         return found + ([orig] if orig else [])
 
 
-def run_rounds(contenders: list[Contender], rounds: int, repeat: int) -> None:
+def run_rounds(contenders: list[Contender], rounds: int, repeat: int, work: Path) -> None:
     """Alternate: every round runs each contender once (rotating who goes first)."""
     for number in range(rounds):
         order = contenders[number % len(contenders) :] + contenders[: number % len(contenders)]
         for contender in order:
             for _ in range(repeat):
                 contender.reset()
-                contender.runs.append(timed(contender.start()))
+                contender.runs.append(timed(contender.start(), work))
 
 
 def ratio_of(a: Contender, b: Contender) -> float:
@@ -228,10 +244,12 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
     print(f"\n== {case}")
     for c in contenders:
         walls = [r.wall for r in c.runs]
+        own = [r.own_cpu for r in c.runs if r.own_cpu is not None]
         print(
             f"  {c.label:<28} wall median {statistics.median(walls):7.3f} s"
             f" (min {min(walls):.3f})  cpu median {statistics.median(r.cpu for r in c.runs):7.3f}"
-            f" s  peak RSS {max(r.maxrss_mib for r in c.runs):6.1f} MiB"
+            + (f" s (own {statistics.median(own):6.3f} s)" if own else " s")
+            + f"  peak RSS {max(r.maxrss_mib for r in c.runs):6.1f} MiB"
         )
     orig = next((c for c in contenders if c.label.startswith("original")), None)
     shell = contenders[0] if contenders[0].label.startswith("shell") else None
@@ -285,7 +303,7 @@ def main() -> None:
     try:
         for case in args.cases.split(","):
             contenders = getattr(bench, case)()
-            run_rounds(contenders, args.rounds, ECHO_REPEAT if case == "tiny" else 1)
+            run_rounds(contenders, args.rounds, ECHO_REPEAT if case == "tiny" else 1, bench.work)
             summary += report(case, contenders)
     finally:
         shutil.rmtree(bench.work, ignore_errors=True)

@@ -105,11 +105,14 @@ STDERR_WAIT: Final = 1.0  # s to wait for stderr EOF after the children are reap
 PIPE_SIZE: Final = 1 << 20  # bytes asked for the data pipes (best effort)
 
 _F_SETPIPE_SZ: Final[int] = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ: Final[int] = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _PR_SET_PDEATHSIG: Final = 1
 _TAIL_LINE_CHARS: Final = 400  # a tail line longer than this is cut
 _STDERR_LINE_MAX: Final = 1 << 16  # bytes: relay a partial line once it is this long
 _READ_CHUNK: Final = 1 << 16  # bytes read from a stderr pipe at a time
 _DRAIN_READS: Final = 64  # reads of a pipe when forced to stop: a stray may never stop
+_SMALL_WAKEUP: Final = 256 << 10  # bytes: a wake-up that moved less ...
+_COALESCE_WAIT: Final = 0.0005  # s: ... is followed by this nap (a 1 MiB pipe only)
 _BURST: Final = 16  # data chunks moved per wake-up before the stages are looked at again
 _NO_SPLICE: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV})
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -267,6 +270,13 @@ def _data_pipe() -> tuple[int, int]:
     with contextlib.suppress(OSError):  # EPERM past the per-user pipe quota: keep 64 KiB
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_SIZE)
     return read_end, write_end
+
+
+def _pipe_size(fd: int) -> int:
+    try:
+        return fcntl.fcntl(fd, _F_GETPIPE_SZ)
+    except OSError:
+        return 0
 
 
 def _environment(cmd: Exec) -> dict[str, str] | None:
@@ -467,6 +477,7 @@ class _Pump:
     ) -> None:
         os.set_blocking(fd, False)
         self.fd = fd
+        self.coalesce = _pipe_size(fd) >= PIPE_SIZE
         self.sink = sink
         self.hasher = hasher
         self.block_size = block_size
@@ -479,24 +490,28 @@ class _Pump:
         self.eof = False
         self.error: BackendError | None = None
 
-    def on_readable(self) -> None:
-        """Move what the pipe holds now into the sink (at most _BURST reads)."""
+    def on_readable(self) -> int:
+        """Move what the pipe holds now into the sink (at most _BURST reads). Returns
+        the bytes taken from the pipe."""
+        moved = 0
         for _ in range(_BURST):
             if self.eof or self.error is not None:
-                return
+                break
             try:
                 count = self._splice() if self.splice_to is not None else self._read()
             except BlockingIOError:  # drained: back to watching the stages
-                return
+                break
             except BackendError as error:
                 self.error = error
-                return
+                break
             except Exception as error:  # a bug in a sink must not hang the run
                 self.error = BackendError(f"{self.context}: sink failed: {error!r}")
-                return
+                break
             if count == 0:
                 self.eof = True
-                return
+                break
+            moved += count
+        return moved
 
     def _splice(self) -> int:
         """Splice what the pipe holds into the file. BlockingIOError when empty."""
@@ -695,12 +710,16 @@ class _Run:
                 self._watch_strays(pump)
 
     def _pump_once(self, pump: _Pump) -> None:
-        pump.on_readable()
+        moved = pump.on_readable()
         if pump.eof:
             self._close_pump()
         if pump.error is not None:
             self.trigger = "sink"
             self._close_pump()
+        elif 0 < moved < _SMALL_WAKEUP and pump.coalesce:
+            # A stage writing a few KiB at a time would wake palhm for each write; a
+            # short nap lets the pipe fill (the writer never blocks below 2 GB/s).
+            time.sleep(_COALESCE_WAIT)
 
     def _watch_strays(self, pump: _Pump) -> None:
         """Every stage exited, no EOF yet: start the grace, or end it."""
