@@ -36,7 +36,8 @@ API CONTRACT (other modules code against these signatures; keep them):
         sink discards). Descendants a stage left running in the pipeline's process
         group are killed when the pipeline ends; a process still holding the output
         STRAY_GRACE s after every stage exited (e.g. started with setsid) ends the
-        object: palhm stops reading, kills it and warns.
+        object: palhm stops reading, kills it and warns (likewise a process holding
+        the input of a stage once every stage before it exited).
 
 Both are blocking and may be called from any thread, several at once. The caller
 keeps the ability to run Python signal handlers: waits are select() calls of at
@@ -59,7 +60,10 @@ How it works:
   pipe may stay open STRAY_GRACE more seconds (a child finishing its last write);
   then palhm stops reading and SIGKILLs whatever still holds the pipe's write end.
   Only palhm's own can: the pipe was made by palhm (close-on-exec) and given to
-  the last stage alone. They are found in /proc and signalled through a pidfd.
+  one stage alone. They are found in /proc and signalled through a pidfd. The
+  same holds between stages: when the stages before stage N all exited and the
+  pipe into stage N is still held open STRAY_GRACE s later, its holders are
+  killed, so stage N sees its end of input instead of waiting forever.
 
 Root cause of a failed pipeline, in order: cancel (Cancelled); the stage past
 its timeout; the sink's error; else the most downstream stage that failed on its
@@ -76,6 +80,7 @@ import errno
 import fcntl
 import functools
 import logging
+import math
 import os
 import selectors
 import signal
@@ -242,6 +247,7 @@ def _spawn_stages(run: _Run, stages: Sequence[Exec], *, discard: bool) -> int | 
                 write_end = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             else:
                 upstream, write_end = _data_pipe()
+            run.stdin_pipes.append(os.fstat(stdin).st_ino if stdin is not None else None)
             run.spawn(cmd, stdin=stdin, stdout=write_end)
         except BaseException:
             if upstream is not None:
@@ -606,7 +612,8 @@ class _Run:
         self.trigger: Trigger | None = None
         self.killing = False
         self.pump: _Pump | None = None
-        self._stray_deadline: float | None = None  # end of the grace for left-over writers
+        self.stdin_pipes: list[int | None] = []  # pipeline: inode of each stage's stdin pipe
+        self._stray_watch: tuple[int, float] | None = None  # (stage index, end of grace)
         self._selector = selectors.DefaultSelector()
         self._pidfds = True  # every child has a pidfd in the selector
         self._relay = _StderrRelay()
@@ -706,7 +713,7 @@ class _Run:
             if not self._pidfds:  # no pidfd to wake us: look at every child each time
                 self._observe_all()
             self._check()
-            if pump is not None and self.trigger is None:
+            if self.pipeline and self.trigger is None:
                 self._watch_strays(pump)
 
     def _pump_once(self, pump: _Pump) -> None:
@@ -721,23 +728,52 @@ class _Run:
             # short nap lets the pipe fill (the writer never blocks below 2 GB/s).
             time.sleep(_COALESCE_WAIT)
 
-    def _watch_strays(self, pump: _Pump) -> None:
-        """Every stage exited, no EOF yet: start the grace, or end it."""
-        if pump.eof or not all(child.exited for child in self.children):
+    def _watch_strays(self, pump: _Pump | None) -> None:
+        """The stages up to some point have all exited, but the pipe out of the last of
+        them is not at EOF: a process they left behind may hold it. Give it
+        STRAY_GRACE s, then look once: kill what still holds the pipe's write end."""
+        running = next((child.index for child in self.children if not child.exited), None)
+        inode: int | None
+        if running is None:  # every stage exited: the pipe palhm reads
+            inode = None if pump is None or pump.eof else os.fstat(pump.fd).st_ino
+            at = len(self.children)
+        else:  # the pipe into the first stage still running
+            inode = self.stdin_pipes[running] if 0 < running < len(self.stdin_pipes) else None
+            at = running
+        if inode is None:
             return
         now = time.monotonic()
-        if self._stray_deadline is None:
-            self._stray_deadline = now + STRAY_GRACE
-        elif now >= self._stray_deadline:
-            self._stop_strays(pump)
+        if self._stray_watch is None or self._stray_watch[0] != at:
+            self._stray_watch = (at, now + STRAY_GRACE)
+        elif now >= self._stray_watch[1]:
+            self._stray_watch = (at, math.inf)  # one look per pipe
+            if running is None:
+                assert pump is not None
+                self._stop_strays(pump, inode)
+            else:
+                self._kill_strays(inode, f"stage {at} ({self.children[at - 1].cmd.label})")
 
-    def _stop_strays(self, pump: _Pump) -> None:
-        """Stop reading the output of a pipeline whose stages all exited, and kill the
-        processes still holding it. Each one holds the write end of a pipe palhm made
-        and gave to its stages only, so it is one of their descendants: palhm's own.
-        The object is what was read so far; the processes never had the object file."""
-        pipe = os.fstat(pump.fd).st_ino
-        holders = _pipe_holders(pipe)
+    def _kill_strays(self, inode: int, writer: str) -> None:
+        """Kill the processes holding the write end of pipe `inode` (all the stages
+        writing it have exited). Each holds a pipe palhm made and gave to one stage
+        only, so it is one of that stage's descendants: palhm's own."""
+        killed = [
+            text for text in (_kill_holder(pid, inode) for pid in _pipe_holders(inode)) if text
+        ]
+        if killed:
+            log.warning(
+                "%s: %s exited but its output was still held open %g s later, by: %s; killed",
+                self.context,
+                writer,
+                STRAY_GRACE,
+                ", ".join(killed),
+            )
+
+    def _stop_strays(self, pump: _Pump, inode: int) -> None:
+        """Every stage exited, the output is still open: stop reading (the object is
+        what was written until now) and kill what holds it. The processes never had
+        the object file, so they cannot change it."""
+        holders = _pipe_holders(inode)
         pump.on_readable()  # what they wrote up to now
         try:
             pump.flush()
@@ -746,8 +782,7 @@ class _Run:
             self.trigger = "sink"
         pump.eof = True
         self._close_pump()
-        killed = [_kill_holder(pid, pipe) for pid in holders]
-        described = ", ".join(text for text in killed if text) or "not found"
+        killed = _kill_holders(holders, inode)
         log.warning(
             "%s: every stage exited but its output was still open %g s later:"
             " stopped reading; the object holds the %d bytes written until then;"
@@ -755,7 +790,7 @@ class _Run:
             self.context,
             STRAY_GRACE,
             pump.size,
-            described,
+            ", ".join(killed) or "none found",
         )
 
     def _done(self) -> bool:
@@ -955,6 +990,11 @@ def _holds(pid: int, inode: int) -> bool:
         if int(flags.split()[1], 8) & os.O_ACCMODE == os.O_WRONLY:
             return True
     return False
+
+
+def _kill_holders(pids: list[int], inode: int) -> list[str]:
+    """Kill each of `pids` still holding pipe `inode`; how messages name the killed."""
+    return [text for text in (_kill_holder(pid, inode) for pid in pids) if text]
 
 
 def _kill_holder(pid: int, inode: int) -> str:

@@ -239,3 +239,42 @@ def test_parallel_objects_each_get_exactly_their_bytes(tmp_path: Path) -> None:
         stored = tmp_path / "root" / prefix / record["path"]
         assert stored.read_bytes() == bytes([i]) * (i * 100_003)
         assert record["checksum"]["hex"] == tool_digest("blake3", stored)
+
+
+@pytest.mark.parametrize("backend", ["localfs", "null"])
+def test_detached_process_holding_a_middle_pipe_is_killed_and_the_next_stage_ends(
+    tmp_path: Path, backend: str
+) -> None:
+    """`cat` would wait forever for the end of its input, held by a process stage 1
+    left in a new session: palhm kills it after the grace and cat finishes."""
+    pid_file = tmp_path / "pid"
+    config = backup_config(
+        tmp_path / "c.json",
+        tmp_path / "root",
+        [obj("out", python_stage(DETACHED, str(pid_file), "60"), inline("cat"))],
+        backend=backend,
+    )
+    done = run_palhm(["-f", str(config), "run", TASK], timeout=60)
+    assert done.returncode == 0, done.stderr
+    pid = int(pid_file.read_text())
+    assert "stage 1" in done.stderr and f"pid {pid} " in done.stderr, done.stderr
+    wait_for(lambda: process_gone(pid), what="the detached process to be gone", timeout=10)
+    if backend == "localfs":
+        (prefix,) = copies_in(tmp_path / "root")
+        assert (tmp_path / "root" / prefix / "out").read_bytes() == b"hi\n"
+
+
+def test_a_stage_still_working_after_its_input_ended_is_left_to_finish(tmp_path: Path) -> None:
+    """Nothing holds the pipe into stage 2 once stage 1 exited: palhm's look after the
+    grace finds no one and stage 2 (busy 3 s more) finishes its object."""
+    slow = "import sys, time; data = sys.stdin.read(); time.sleep(3); sys.stdout.write(data * 2)"
+    config = backup_config(
+        tmp_path / "c.json",
+        tmp_path / "root",
+        [obj("out", inline("printf", "ab"), python_stage(slow))],
+    )
+    done = run_palhm(["-f", str(config), "run", TASK])
+    assert done.returncode == 0, done.stderr
+    assert "killed" not in done.stderr
+    (prefix,) = copies_in(tmp_path / "root")
+    assert (tmp_path / "root" / prefix / "out").read_bytes() == b"abab"
