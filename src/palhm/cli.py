@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -278,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a full disk or a closed stdout is reported here, not at exit
     except PalhmError as error:
         if verbose and not isinstance(error, ConfigError | UsageError):
+            import traceback  # only with -v: its import is not free
+
             traceback.print_exc()
         _report(error)
         return int(error.exit_status)
@@ -302,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _internal_error(error: Exception, *, verbose: bool) -> int:
     if verbose:
+        import traceback  # only with -v: its import is not free
+
         traceback.print_exc()
     print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
     print("palhm: run again with -v for a traceback", file=sys.stderr)
