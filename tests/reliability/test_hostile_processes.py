@@ -49,7 +49,12 @@ def test_grandchildren_of_a_sigkilled_run_are_stopped_by_the_next_run(tmp_path: 
         if run.poll() is None:
             run.kill()
     time.sleep(0.3)
-    assert _alive(grandchild), "the parent-death signal alone reached the grandchild"
+    if not _alive(grandchild):
+        # Any palhm run stops a dead run's leftovers: one running elsewhere on this
+        # machine at the same time got there first. Its record must be gone too.
+        dead = f"{run.pid}-"
+        assert not any(p.name.startswith(dead) for p in Path("/run/palhm/runs").iterdir())
+        pytest.skip("another palhm run on this machine stopped the grandchild first")
     plain = write(tmp_path / "p.json", task(tmp_path / "other-root", [small()]))
     result = palhm(plain, "run", "backup")  # any run, on any root
     assert result.returncode == 0, result.stderr
