@@ -15,6 +15,7 @@ import json
 import posixpath
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from palhm.backends import backend_class
@@ -55,6 +56,17 @@ def open_backend(config: Config, task: BackupTask) -> Backend:
     """The task's backend, bound to its `backend-param`."""
     cls = backend_class(task.backend, config.modules)
     return cls(task.backend_param, task_id=task.id)
+
+
+def existing_backend(config: Config, task: BackupTask) -> Backend:
+    """open_backend for list, verify and get: a local root that does not exist is an
+    error, so that an unmounted disk does not read as "no copies"."""
+    backend = open_backend(config, task)
+    root = getattr(backend, "root", None)
+    if isinstance(root, Path) and not root.is_dir():
+        where = "is the disk mounted?" if root.is_absolute() else f"relative to {Path.cwd()}"
+        raise BackendError(f"task '{task.id}': the backup root {root} does not exist ({where})")
+    return backend
 
 
 def block_size(task: BackupTask) -> int:
@@ -121,7 +133,7 @@ def _age(copy: CopyInfo, now: datetime) -> float | None:
 
 def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
     """The copies under the task's root, oldest first (text table, or a JSON list)."""
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copies = backend.list_copies()
     now = datetime.now(UTC)
     if as_json:
@@ -184,7 +196,7 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     (missing object, size differs, checksum differs, object not in the manifest),
     or saying why the copy cannot be verified; UsageError for an unknown prefix.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=False)
     if copy.state != "complete":
         raise VerifyError(_unverifiable(task, copy))
@@ -220,6 +232,8 @@ def _check_object(
         with backend.open_object_reader(prefix, record.path) as reader:
             size, digest = _read_all(reader, record.checksum_algorithm, block_size(task))
     except BackendError as error:
+        if "InvalidObjectState" in str(error):  # S3: archived (GLACIER, DEEP_ARCHIVE)
+            return [f"archived object: {record.path} (restore it from its storage class to verify)"]
         return [f"missing object: {record.path} ({_first_line(error)})"]
     except ValueError as error:  # unknown checksum algorithm in the manifest
         return [f"cannot check {record.path}: {error}"]
@@ -288,7 +302,7 @@ def get_object(config: Config, task: BackupTask, prefix: str, path: str, out: Bi
     a difference raises VerifyError after the last byte (so `set -o pipefail` in the
     restore pipeline catches a damaged object). UsageError for an unknown prefix or path.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=True)
     if copy.state == "incomplete":
         raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")
