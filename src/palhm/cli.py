@@ -126,6 +126,15 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         " show: print the effective config as JSON; tasks: print the task ids",
     )
     commands.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    init = commands.add_parser(
+        "init", help="write a commented starter config for this host, then check it"
+    )
+    init.add_argument(
+        "target", nargs="?", help="file to write (default: -f FILE, else /etc/palhm/palhm.conf)"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.add_argument("--root", help="backup root (default: /var/backups/palhm)")
+    init.add_argument("--mail-to", help="who gets failure and boot report mails (default: root)")
     commands.add_parser("mods", help="list the modules a config may name in 'modules'")
     commands.add_parser("boot-report", help="compose and send the boot report mail")
     help_ = commands.add_parser("help", help="usage, or one command's usage")
@@ -231,6 +240,16 @@ def cmd_schema(args: argparse.Namespace) -> None:
     sys.stdout.write(schema_text())
 
 
+def cmd_init(args: argparse.Namespace) -> None:
+    from palhm.init import init
+
+    target = Path(args.target or args.file or DEFAULT_CONFIG_PATHS[0])
+    init(target, force=args.force, root=args.root, mail_to=args.mail_to)
+    print(f"palhm: wrote {target}", file=sys.stderr)
+    args.file, args.action = str(target), "check"
+    cmd_config(args)
+
+
 def cmd_mods(args: argparse.Namespace) -> None:
     from palhm.modules import MODULES, missing_libraries
 
@@ -278,6 +297,7 @@ COMMANDS: Final[dict[str, Handler]] = {
     "run": cmd_run,
     "config": cmd_config,
     "schema": cmd_schema,
+    "init": cmd_init,
     "mods": cmd_mods,
     "boot-report": cmd_boot_report,
     "list": cmd_list,

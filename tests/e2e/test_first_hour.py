@@ -5,6 +5,7 @@ backup root that does not exist."""
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,102 @@ def test_a_missing_root_is_an_error_not_no_copies(tmp_path: Path, args: list[str
     assert f"the backup root {tmp_path / 'unmounted'} does not exist" in done.stderr
     assert "mounted" in done.stderr
     assert not (tmp_path / "unmounted").exists()
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_writes_a_config_that_passes_check_and_runs(tmp_path: Path) -> None:
+    target, root = tmp_path / "etc" / "palhm.conf", tmp_path / "backups"
+    done = run_palhm(["init", str(target), "--root", str(root)], input=b"")
+    assert done.returncode == 0, done.stderr
+    assert f"{target}: OK" in done.stdout
+    assert f"palhm: wrote {target}" in done.stderr
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp file
+    text = target.read_text()
+    assert text.startswith("// palhm config written by `palhm init`")
+    assert "apt-get" not in text
+    ran = run_palhm(["-f", str(target), "run"], timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    (copy,) = [p for p in root.iterdir() if not p.name.startswith(".")]
+    assert (copy / "etc.tar.zst").stat().st_size > 0
+    assert (copy / "meta" / "os-release").read_bytes() == Path("/etc/os-release").read_bytes()
+
+
+def test_init_never_overwrites_without_force(tmp_path: Path) -> None:
+    target = tmp_path / "palhm.conf"
+    target.write_text("// mine\n{}\n")
+    done = run_palhm(["-f", str(target), "init"], input=b"")
+    assert done.returncode == 2
+    assert "exists: not overwritten (use --force" in done.stderr
+    assert target.read_text() == "// mine\n{}\n"
+    forced = run_palhm(["-f", str(target), "init", "--force"], input=b"")
+    assert forced.returncode == 0, forced.stderr
+    assert "palhm init" in target.read_text()
+
+
+@pytest.mark.parametrize("root", ["backups", "./b", "../b"])
+def test_init_refuses_a_relative_root(tmp_path: Path, root: str) -> None:
+    target = tmp_path / "palhm.conf"
+    done = run_palhm(["init", str(target), "--root", root], input=b"")
+    assert done.returncode == 2
+    assert "is relative: give an absolute path" in done.stderr
+    assert not target.exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_init_asks_on_a_terminal_only(tmp_path: Path) -> None:
+    from palhm.init import init
+
+    shown = io.StringIO()
+    init(tmp_path / "a.conf", stdin=_Terminal("/srv/bk\nops@example.org\n"), stdout=shown)
+    assert "backup root [/var/backups/palhm]: " in shown.getvalue()
+    text = (tmp_path / "a.conf").read_text()
+    assert '"root": "/srv/bk"' in text and '"ops@example.org"' in text
+    quiet = io.StringIO()
+    init(tmp_path / "b.conf", stdin=io.StringIO("/ignored\n"), stdout=quiet)
+    assert quiet.getvalue() == ""
+    assert '"root": "/var/backups/palhm"' in (tmp_path / "b.conf").read_text()
+
+
+@pytest.mark.parametrize("mail", ["mailx", "smtp", "none"])
+def test_init_configs_for_every_host_kind_pass_check(tmp_path: Path, mail: str) -> None:
+    """Every database found and each way to mail: the written config is valid."""
+    from palhm.init import DATABASES, Host, render
+
+    host = Host(
+        mailx="/usr/bin/s-nail" if mail == "mailx" else None,
+        smtp=mail == "smtp",
+        databases=list(DATABASES),
+    )
+    text = render(
+        host, root="/var/backups/palhm", mail_to="root", include="builtin:conf.d/core.json"
+    )
+    config = tmp_path / "palhm.conf"
+    config.write_text(text)
+    done = run_palhm(["-f", str(config), "config", "check"])
+    assert done.returncode == 0, done.stderr
+    for db in DATABASES:
+        assert f'"path": "db/{db.name}.zst"' in text
+    assert {"mailx": '"mua": "mailx"', "smtp": '"mua": "smtp"', "none": '"mua": "stdout"'}[
+        mail
+    ] in text
+
+
+def test_init_detects_a_server_by_connecting_to_its_socket(tmp_path: Path) -> None:
+    import socket
+
+    from palhm.init import socket_answers
+
+    path = str(tmp_path / "db.sock")
+    assert not socket_answers(path)  # no socket file
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        assert not socket_answers(path)  # a socket file nobody listens on (stale)
+        server.listen(1)
+        assert socket_answers(path)

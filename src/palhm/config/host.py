@@ -17,7 +17,7 @@ from typing import Any
 
 from palhm.model import Config, Exec
 from palhm.modules import MODULES, missing_libraries
-from palhm.mua.mailx import DEFAULT_EXEC as DEFAULT_MAILX
+from palhm.mua.mailx import find_exec
 
 
 def host_warnings(config: Config, effective: Mapping[str, Any] | None = None) -> list[str]:
@@ -68,8 +68,7 @@ def _walk(node: Any) -> Iterator[str]:
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         if getattr(node, "mua", None) == "mailx":
             params = getattr(node, "mua_param", None)
-            program = params.get("exec") if isinstance(params, Mapping) else None
-            yield str(program or DEFAULT_MAILX)
+            yield find_exec(params.get("exec") if isinstance(params, Mapping) else None)
         for field in dataclasses.fields(node):
             yield from _walk(getattr(node, field.name))
     elif isinstance(node, Mapping):
