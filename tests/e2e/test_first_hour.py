@@ -364,3 +364,28 @@ def test_init_detects_a_server_by_connecting_to_its_socket(tmp_path: Path) -> No
         assert not socket_answers(path)  # a socket file nobody listens on (stale)
         server.listen(1)
         assert socket_answers(path)
+
+
+# --------------------------------------------------------------------------- docs drift
+
+
+def test_dry_run_of_a_null_backend_says_no_copy(tmp_path: Path) -> None:
+    doc = backup_doc(tmp_path / "unused")
+    doc["tasks"][0]["backend"] = "null"
+    del doc["tasks"][0]["backend-param"]
+    config = write_config(tmp_path / "p.json", doc)
+    done = run_palhm(["-f", str(config), "run", "-n", "backup"])
+    assert done.returncode == 0, done.stderr
+    assert "no copy: the null backend" in done.stdout
+    assert "new copy" not in done.stdout and "rotation" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("root", "warned"), [("rel/backups", True), ("./b", True), ("/abs", False)]
+)
+def test_config_check_warns_about_a_relative_root(tmp_path: Path, root: str, warned: bool) -> None:
+    doc = backup_doc(Path(root))
+    config = write_config(tmp_path / "p.json", doc)
+    done = run_palhm(["-f", str(config), "config", "check"])
+    assert done.returncode == 0, done.stderr
+    assert ("is relative: it is resolved from palhm's working directory" in done.stderr) is warned

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from palhm.model import Config, Exec
+from palhm.model import BackupTask, Config, Exec
 from palhm.modules import MODULES, missing_libraries
 from palhm.mua.mailx import find_exec
 
@@ -32,6 +32,16 @@ def host_warnings(config: Config, effective: Mapping[str, Any] | None = None) ->
                 f"module '{name}' needs the Python library {libraries}, which palhm's"
                 f" Python cannot import (Debian: apt-get install python3-{missing[0]};"
                 f" pipx: pipx inject palhm {missing[0]})"
+            )
+    for task in config.tasks.values():
+        if not isinstance(task, BackupTask) or task.backend != "localfs":
+            continue
+        root = task.backend_param.get("root")
+        if isinstance(root, str | os.PathLike) and not os.path.isabs(root):
+            warnings.append(
+                f"task '{task.id}': backup root '{root}' is relative: it is resolved from"
+                " palhm's working directory (/ under systemd, the home directory under"
+                " cron); write an absolute path"
             )
     seen: set[str] = set()
     for where, program in _programs(config):
