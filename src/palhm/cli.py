@@ -57,7 +57,8 @@ def build_parser() -> _Parser:
         "--verbose",
         action="count",
         default=0,
-        help="more output: -v progress and rotation decisions, -vv debug messages",
+        help="more output, repeatable: each -v adds one level to the config's vl (with the"
+        " default vl 3, -v shows debug messages such as why each copy is kept)",
     )
     _add_anywhere_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -389,3 +389,25 @@ def test_config_check_warns_about_a_relative_root(tmp_path: Path, root: str, war
     done = run_palhm(["-f", str(config), "config", "check"])
     assert done.returncode == 0, done.stderr
     assert ("is relative: it is resolved from palhm's working directory" in done.stderr) is warned
+
+
+def test_make_install_examples_installs_configs_that_check_in_place(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["make", "-C", str(repo), "install-examples", f"DESTDIR={tmp_path}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    examples = sorted((tmp_path / "usr/local/share/doc/palhm/examples").glob("*.jsonc"))
+    assert [p.name for p in examples] == [
+        "dnssec.jsonc", "mariadb.jsonc", "openldap.jsonc", "postgresql.jsonc",
+    ]  # fmt: skip
+    for example in examples:
+        checked = run_palhm(["-f", str(example), "config", "check"], cwd="/")
+        assert checked.returncode == 0, checked.stderr
+        assert all(line.startswith("palhm: warning: ") for line in checked.stderr.splitlines())
