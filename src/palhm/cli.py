@@ -226,7 +226,7 @@ def cmd_config(args: argparse.Namespace) -> None:
     if args.action == "check":
         from palhm.config.host import host_warnings
 
-        for warning in host_warnings(config, effective):
+        for warning in [] if args.quiet else host_warnings(config, effective):
             print(f"palhm: warning: {warning}", file=sys.stderr)
         if not args.quiet:
             print(f"{config.source}: OK ({len(config.tasks)} tasks, {len(config.execs)} execs)")

@@ -411,3 +411,10 @@ def test_make_install_examples_installs_configs_that_check_in_place(tmp_path: Pa
         checked = run_palhm(["-f", str(example), "config", "check"], cwd="/")
         assert checked.returncode == 0, checked.stderr
         assert all(line.startswith("palhm: warning: ") for line in checked.stderr.splitlines())
+
+
+def test_quiet_config_check_prints_no_warnings(tmp_path: Path) -> None:
+    doc = backup_doc(tmp_path / "root", argv=["palhm-no-such-command"])
+    config = write_config(tmp_path / "p.json", doc)
+    done = run_palhm(["-q", "-f", str(config), "config", "check"])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
