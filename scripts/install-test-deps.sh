@@ -61,6 +61,8 @@ PACKAGES=(
 	python3-argparse-manpage  # palhm(1) generated from the argparse parser
 	python3-pip           # `make deb` fetches the two libraries Debian 12 lacks (pyjson5, blake3)
 	man-db                # `man palhm` in the package test
+	zsh                   # syntax check of the generated zsh completion
+	fish                  # syntax check of the generated fish completion
 )
 
 started=$EPOCHREALTIME

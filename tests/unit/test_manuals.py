@@ -7,6 +7,7 @@ from __future__ import annotations
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,40 @@ def test_conf_page_lists_every_schema_key(generated: dict[str, str]) -> None:
     for definition in schema["definitions"].values():
         for key in definition.get("properties", {}):
             assert f".B {key}" in page, key
+
+
+@pytest.mark.parametrize(("shell", "name"), [("bash", "palhm.bash"), ("zsh", "_palhm"),
+                                             ("fish", "palhm.fish")])  # fmt: skip
+def test_completion_scripts_parse(
+    generated: dict[str, str], tmp_path: Path, shell: str, name: str
+) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    script = tmp_path / name
+    script.write_text(generated[name])
+    done = subprocess.run(
+        [shell, "-n", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_fish_completes_commands_and_task_ids(generated: dict[str, str], tmp_path: Path) -> None:
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed")
+    script = tmp_path / "palhm.fish"
+    script.write_text(generated["palhm.fish"])
+    palhm_dir = Path(sys.executable).parent  # the venv's palhm console script
+    if not (palhm_dir / "palhm").exists():
+        pytest.skip("no palhm console script next to the interpreter")
+    program = (
+        f"source {script}; complete -C'palhm -f builtin:sample list '; echo ---;"
+        " complete -C'palhm ini'"
+    )
+    done = subprocess.run(
+        ["fish", "-c", program], capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": f"{palhm_dir}:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tasks, _, commands = done.stdout.partition("---\n")
+    assert sorted(tasks.split()) == ["backup", "default", "reboot", "update"]
+    assert commands.startswith("init\twrite a commented starter config")
