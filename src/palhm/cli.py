@@ -116,7 +116,9 @@ def _add_anywhere_options(parser: argparse.ArgumentParser, *, default: object) -
 
 def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
-    run.add_argument("task", nargs="?", default="", help="task id")
+    run.add_argument(
+        "task", nargs="?", default="", help="task to run (default: 'default'; see config tasks)"
+    )
     run.add_argument("-n", "--dry-run", action="store_true", help="print the plan and run nothing")
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
