@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 
 from palhm.errors import PalhmError
 
-BOTO3_MISSING: Final = "module 'aws' needs boto3: pip install 'palhm[aws]'"
+BOTO3_MISSING: Final = (
+    "module 'aws' needs boto3, which palhm's Python cannot import: apt-get install"
+    " python3-boto3 (Debian package), pipx inject palhm boto3 (pipx), or pip install"
+    " boto3 into palhm's virtual environment"
+)
 
 # Connect fast to fail fast on a dead endpoint; reads may wait on a slow store.
 CONNECT_TIMEOUT: Final = 10.0
