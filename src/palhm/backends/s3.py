@@ -323,10 +323,11 @@ class S3Backend(Backend):
                 return  # refused as it must be
             raise
         if self.conditional_writes == "on":
+            self.delete_prefix(prefix, list_uploads=False)  # only our manifest is there
             raise BackendError(
                 f"{self.location(prefix)}: the store ignores conditional writes"
                 " (If-None-Match: * was accepted on an existing key): set backend-param"
-                " conditional-writes to auto or off"
+                " conditional-writes to auto or off; nothing was kept"
             )
         log.warning(
             "%s: the store ignores conditional writes (If-None-Match); two runs starting the"
