@@ -270,6 +270,18 @@ def test_storage_class_the_store_lacks(
     assert_no_uploads(store, bucket)
 
 
+def test_store_verifies_content_md5(store_bucket: tuple[S3Store, str]) -> None:
+    """What request-checksums md5 (the default off AWS) relies on."""
+    store, bucket = store_bucket
+    if store.kind == "moto":
+        pytest.skip("moto does not check Content-MD5")
+    client = store.client()
+    with pytest.raises(Exception, match="BadDigest|InvalidDigest"):
+        client.put_object(
+            Bucket=bucket, Key="x", Body=b"abc", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA=="
+        )
+
+
 # --------------------------------------------------------------------------- s3rver
 
 

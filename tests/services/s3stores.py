@@ -512,3 +512,78 @@ def degraded_bucket(degraded_store: S3Store) -> Iterator[tuple[S3Store, str]]:
     """(store, fresh bucket) on s3rver."""
     with fresh_bucket(degraded_store) as bucket:
         yield degraded_store, bucket
+
+
+# --------------------------------------------------------------------------- refusing proxy
+
+
+@dataclass
+class Refusal:
+    """Answer `status` with S3 error `code` to requests that `matches(method, path,
+    headers)` instead of forwarding them."""
+
+    matches: Callable[[str, str, Any], bool]
+    status: int
+    code: str
+
+
+@contextmanager
+def refusing_proxy(upstream: str, refusals: list[Refusal]) -> Iterator[str]:
+    """An HTTP proxy on 127.0.0.1 in front of `upstream` (moto) that refuses some
+    requests the way some S3-compatible stores do (501 to If-None-Match, 400 to
+    DeleteObjects ...) and forwards the rest; yields its endpoint URL."""
+    import http.client
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    target = urlsplit(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            for refusal in refusals:
+                if refusal.matches(self.command, self.path, self.headers):
+                    payload = (
+                        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{refusal.code}'
+                        f"</Code><Message>refused by the test proxy</Message></Error>"
+                    ).encode()
+                    self.send_response(refusal.status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            length = response.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            connection.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

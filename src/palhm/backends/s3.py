@@ -45,6 +45,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -54,6 +55,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
+from urllib.parse import urlsplit
 
 from palhm import aws, faults
 from palhm.backends import s3_transition
@@ -653,6 +655,54 @@ def _manifest_state(manifest: bytes | None) -> str:
         return "complete"
     state = document.get("state") if isinstance(document, dict) else None
     return state if state in ("building", "removing") else "complete"
+
+
+# Storage classes of stores recognised by their endpoint's host name; any other
+# endpoint (Ceph, MinIO, SeaweedFS ... configurable) is not judged.
+KNOWN_CLASSES: Final = {
+    "AWS S3": frozenset(
+        {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+         "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"}
+    ),
+    "Cloudflare R2": frozenset({"STANDARD", "STANDARD_IA"}),
+    "Backblaze B2": frozenset({"STANDARD"}),
+    "Wasabi": frozenset({"STANDARD"}),
+}  # fmt: skip
+_STORE_HOSTS: Final = (
+    (".r2.cloudflarestorage.com", "Cloudflare R2"),
+    (".backblazeb2.com", "Backblaze B2"),
+    (".wasabisys.com", "Wasabi"),
+)
+
+
+def store_name(endpoint_url: str | None) -> str | None:
+    """The store an endpoint URL names, when palhm can tell (None: unknown)."""
+    if aws.is_aws_endpoint(endpoint_url):
+        return "AWS S3"
+    host = (urlsplit(endpoint_url or "").hostname or "").lower()
+    return next((name for suffix, name in _STORE_HOSTS if host.endswith(suffix)), None)
+
+
+def storage_class_warnings(task_id: str, params: Mapping[str, Any]) -> list[str]:
+    """`config check`: storage classes the task's store does not offer, where the store
+    is known from its endpoint (endpoint-url, else AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL)."""
+    endpoint = (
+        params.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    store = store_name(endpoint)
+    if store is None:
+        return []
+    found = []
+    for key in ("sink_storage_class", "rot_storage_class"):
+        value = params.get(key)
+        if value and value not in KNOWN_CLASSES[store]:
+            found.append(
+                f"task '{task_id}': backend-param {key.replace('_', '-')} {value!r} is not a"
+                f" storage class of {store} ({', '.join(sorted(KNOWN_CLASSES[store]))})"
+            )
+    return found
 
 
 def _choice(params: Mapping[str, Any], name: str, allowed: tuple[str, ...], task_id: str) -> str:
