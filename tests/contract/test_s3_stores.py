@@ -184,7 +184,22 @@ def test_failed_run_leaves_no_keys_and_no_uploads(
 def test_run_killed_mid_upload_is_cleaned_up_by_the_next_run(
     store_bucket: tuple[S3Store, str], data: dict[str, Path], tmp_path: Path
 ) -> None:
-    store, bucket = store_bucket
+    killed_then_cleaned_up(*store_bucket, data, tmp_path)
+
+
+def test_degraded_store_run_killed_mid_upload_is_cleaned_up(
+    degraded_bucket: tuple[S3Store, str], data: dict[str, Path], tmp_path: Path
+) -> None:
+    """No ListMultipartUploads, no AbortMultipartUpload: the keys still go, with
+    warnings for the parts the store keeps."""
+    result = killed_then_cleaned_up(*degraded_bucket, data, tmp_path)
+    assert "listing multipart uploads failed: NotImplemented" in result.stderr
+    assert "aborting multipart upload" in result.stderr
+
+
+def killed_then_cleaned_up(
+    store: S3Store, bucket: str, data: dict[str, Path], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     stalled = python_object(
         "dump.sql",  # two parts' worth, then a dump that hangs
         "import os, sys, time; sys.stdout.buffer.write(os.urandom(11 << 20));"
@@ -227,6 +242,7 @@ def test_run_killed_mid_upload_is_cleaned_up_by_the_next_run(
     copies = listing(store, bucket)
     assert prefix not in copies and len(copies) == 1
     assert_no_uploads(store, bucket)
+    return result
 
 
 def _recorded_upload(store: S3Store, bucket: str) -> str | None:
