@@ -25,6 +25,14 @@ from palhm.errors import PalhmError
 
 BOTO3_MISSING: Final = "module 'aws' needs boto3: pip install 'palhm[aws]'"
 
+# What a store that does not take botocore's aws-chunked bodies (flexible checksums
+# sent as trailers over HTTPS) answers, e.g. Ceph RGW 16: 411 MissingContentLength.
+CHUNKED_REFUSALS: Final = frozenset({"MissingContentLength", "411"})
+CHUNKED_HINT: Final = (
+    "the store does not accept checksums sent as aws-chunked trailers: set the aws-s3"
+    " backend-param request-checksums to md5, or AWS_REQUEST_CHECKSUM_CALCULATION=when_required"
+)
+
 # Connect fast to fail fast on a dead endpoint; reads may wait on a slow store.
 CONNECT_TIMEOUT: Final = 10.0
 READ_TIMEOUT: Final = 120.0
@@ -165,6 +173,8 @@ def describe_error(exc: BaseException) -> str:
         if not message:
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = f"HTTP status {status}" if status else type(exc).__name__
+        if code in CHUNKED_REFUSALS:
+            message += f" ({CHUNKED_HINT})"
         return f"{code}: {message}"
     name = type(exc).__name__
     if name in ("EndpointConnectionError", "ConnectTimeoutError"):

@@ -286,6 +286,27 @@ def test_storage_class_the_store_lacks(
     assert_no_uploads(store, bucket)
 
 
+def test_forced_crc32_works_or_fails_clearly(
+    store_bucket: tuple[S3Store, str], data: dict[str, Path], tmp_path: Path
+) -> None:
+    """request-checksums crc32 (what AWS gets): over HTTPS botocore sends aws-chunked
+    bodies, which Ceph 16 refuses (411); the error says what to set."""
+    store, bucket = store_bucket
+    objects = [cat(name, path) for name, path in data.items()]
+    params = {"request-checksums": "crc32"}
+    cfg = write_config(tmp_path / "palhm.json", config(store, bucket, objects, **params))
+    result = palhm(store, cfg, "run", "backup")
+    if store.name == "ceph-https":
+        assert result.returncode == 1
+        assert "MissingContentLength" in result.stderr
+        assert "set the aws-s3 backend-param request-checksums to md5" in result.stderr
+        assert listing(store, bucket) == {}
+        return
+    assert result.returncode == 0, result.stderr
+    verified = palhm(store, cfg, "verify", "backup")
+    assert verified.returncode == 0, verified.stderr
+
+
 def test_store_verifies_content_md5(store_bucket: tuple[S3Store, str]) -> None:
     """What request-checksums md5 (the default off AWS) relies on."""
     store, bucket = store_bucket

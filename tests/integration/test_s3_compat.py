@@ -333,6 +333,19 @@ def test_bad_setting_is_a_clear_error(name: str, value: str) -> None:
         S3Backend({"bucket": "b", "root": "r", name: value}, task_id="t")
 
 
+def test_store_refusing_chunked_bodies_is_explained() -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError(
+        {"Error": {"Code": "MissingContentLength"}, "ResponseMetadata": {"HTTPStatusCode": 411}},
+        "PutObject",
+    )
+    assert (
+        aws.describe_error(error) == f"MissingContentLength: HTTP status 411 ({aws.CHUNKED_HINT})"
+    )
+    assert "request-checksums to md5" in aws.CHUNKED_HINT
+
+
 def test_is_aws_endpoint() -> None:
     assert aws.is_aws_endpoint(None)
     assert aws.is_aws_endpoint("https://s3.eu-west-1.amazonaws.com")

@@ -153,7 +153,8 @@ class S3Backend(Backend):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, made on first use (no network until a request)."""
+        """The boto3 S3 client, made on first use (credentials are resolved then; no
+        request is sent)."""
         with self._client_lock:  # made once even when threads ask at the same time
             if self._client is None:
                 client = aws.make_client(
