@@ -286,6 +286,26 @@ def test_storage_class_the_store_lacks(
     assert_no_uploads(store, bucket)
 
 
+def test_rot_storage_class_moves_where_the_store_has_the_class(
+    store_bucket: tuple[S3Store, str], data: dict[str, Path], tmp_path: Path
+) -> None:
+    """STANDARD_IA: moto and SeaweedFS (which wants the metadata replaced to copy an
+    object onto itself) move the objects, metadata kept; Ceph lacks it: a warning."""
+    store, bucket = store_bucket
+    objects = [cat("small.bin", data["small.bin"])]
+    params = {"rot-storage-class": "STANDARD_IA"}
+    cfg = write_config(tmp_path / "palhm.json", config(store, bucket, objects, **params))
+    result = palhm(store, cfg, "run", "backup")
+    assert result.returncode == 0, result.stderr
+    ((prefix, entries),) = listing(store, bucket).items()
+    if store.kind == "ceph":
+        assert "the copy stays in its storage class" in result.stderr
+        return
+    assert entries["small.bin"].get("StorageClass") == "STANDARD_IA", result.stderr
+    got = palhm_bytes(store, cfg, "get", "backup", "latest", "small.bin")
+    assert got.stdout == data["small.bin"].read_bytes()
+
+
 def test_forced_crc32_works_or_fails_clearly(
     store_bucket: tuple[S3Store, str], data: dict[str, Path], tmp_path: Path
 ) -> None:
