@@ -18,6 +18,7 @@ start=$(date +%s)
 bash scripts/install-test-deps.sh
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[aws,test]'
+bash scripts/install-s3-stores.sh .venv/bin/python  # Ceph RGW, SeaweedFS, s3rver for tests/contract
 echo "== setup took $(( $(date +%s) - start )) s"
 
 work=$(mktemp -d /tmp/palhm-tests.XXXXXX)

@@ -233,10 +233,24 @@ def cmd_config(args: argparse.Namespace) -> None:
         for warning in [] if args.quiet else host_warnings(config, effective):
             print(f"palhm: warning: {warning}", file=sys.stderr)
         if not args.quiet:
+            _config_warnings(config)
+        if not args.quiet:
             print(f"{config.source}: OK ({len(config.tasks)} tasks, {len(config.execs)} execs)")
         return
     json.dump(effective, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def _config_warnings(config: Config) -> None:
+    """What is valid but likely wrong (e.g. a storage class the S3 store lacks)."""
+    from palhm.model import BackupTask
+
+    for task in config.tasks.values():
+        if isinstance(task, BackupTask) and task.backend == "aws-s3":
+            from palhm.backends.s3 import storage_class_warnings
+
+            for warning in storage_class_warnings(task.id, task.backend_param):
+                print(f"palhm: warning: {warning}", file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
