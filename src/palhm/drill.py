@@ -2,7 +2,7 @@
 
 A drill, in order:
 1. finds the newest complete copy (no copy: the drill fails, nothing is set up);
-2. makes a private work directory (0700) for this drill: every drill command runs
+2. makes a work directory (0711, see make_work_dir) for this drill: every drill command runs
    in it, gets its path as PALHM_DRILL_DIR, and may write `{drill-dir}` in its argv
    or in the drill's `env` values, where palhm puts the path;
 3. runs `set-up` commands one after another;
@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DRILL_DIR_TOKEN: Final = "{drill-dir}"
 DRILL_DIR_VARIABLE: Final = "PALHM_DRILL_DIR"
+WORK_DIR_MODE: Final = 0o711
 OUTPUT_LIMIT: Final = 4 << 20  # bytes of a check's stdout searched for its pattern
 _SHOWN_OUTPUT: Final = 10  # lines of a check's output quoted when it does not match
 
@@ -162,7 +164,7 @@ def _run(
     cancel: threading.Event | None,
 ) -> list[str]:
     backend, plan = _plan(config, task)  # no complete copy: fail before any set-up
-    work = Path(tempfile.mkdtemp(prefix=f"palhm-drill-{_safe(task.id)}-"))
+    work = make_work_dir(task)
     env = {DRILL_DIR_VARIABLE: str(work)}
     env.update({k: v.replace(DRILL_DIR_TOKEN, str(work)) for k, v in drill.env.items()})
     lines = [f"  copy {plan.copy.prefix} from {plan.location}", f"  work directory {work}"]
@@ -177,6 +179,21 @@ def _run(
         shutil.rmtree(work, ignore_errors=True)  # palhm made it, for this drill only
     runner.raise_first()
     return lines
+
+
+def make_work_dir(task: BackupTask) -> Path:
+    """A new directory under the temp dir ($TMPDIR), mode 0711: only palhm (root) can
+    list it, while servers that drop to their own user (postgres, mysql) can reach
+    the sub-directories a set-up command made for them."""
+    parent = Path(tempfile.gettempdir())
+    while True:
+        path = parent / f"palhm-drill-{_safe(task.id)}-{secrets.token_hex(6)}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, WORK_DIR_MODE)  # exactly, whatever the umask; it is still empty
+        return path
 
 
 def _safe(name: str) -> str:
