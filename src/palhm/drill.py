@@ -237,15 +237,12 @@ class _Runner:
     def context(self, what: str) -> str:
         return f"task '{self.task.id}', drill, {what}"
 
-    def command(self, command: Exec, what: str) -> None:
+    def command(self, command: Exec, what: str, *, cancellable: bool = True) -> None:
         context = self.context(what)
+        cancel = self.cancel if cancellable else None
         try:
-            run_command(
-                self.prepared(command),
-                context=context,
-                verbosity=self.verbosity,
-                cancel=self.cancel,
-            )
+            prepared = self.prepared(command)
+            run_command(prepared, context=context, verbosity=self.verbosity, cancel=cancel)
         except PalhmError as error:
             raise DrillError(f"drill failed at {what}: {error}") from None
         self.lines.append(f"  ok  {what}: {format_argv(command.argv)}")
@@ -282,9 +279,11 @@ class _Runner:
         self.lines.append(f"  ok  {check.name}: {format_argv(check.command.argv)}")
 
     def tear_down(self, commands: Sequence[Exec]) -> None:
-        """Every command, whatever happened before; failures are collected."""
+        """Every command, whatever happened before -- a signal included, so these are
+        not cancelled (give them a `timeout`); failures are collected."""
         for index, command in enumerate(commands, 1):
-            self.guarded(lambda c=command, i=index: self.command(c, f"tear-down {i}"))  # type: ignore[misc]
+            what = f"tear-down {index}"
+            self.guarded(lambda c=command, w=what: self.command(c, w, cancellable=False))  # type: ignore[misc]
 
     def raise_first(self) -> None:
         if not self.errors:

@@ -8,6 +8,7 @@ how the tests see whether a last stage ever got a clean end of input.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_palhm, write_config
+from tests.helpers import run_palhm, wait_for, write_config
 from tests.ping_receiver import PingReceiver
 from tests.prometheus_text import by_task, parse_prometheus
 from tests.services.moto import MotoServer
@@ -512,3 +513,25 @@ def test_drill_of_a_task_without_a_drill_section_is_a_usage_error(
 
     assert done.returncode == 2
     assert "task 'db' has no 'drill' section" in done.stderr
+
+
+def test_sigterm_during_a_drill_still_tears_down_and_exits_143(tmp_path: Path) -> None:
+    config, marker = drill_config(tmp_path)
+    started = tmp_path / "check-started"
+    config["tasks"][0]["drill"]["checks"] = [
+        {"run": inline(sys.executable, "-c", SLOW_CHECK, str(started))}
+    ]
+    config_file = backup(tmp_path, config)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "palhm", "-f", str(config_file), "drill", "db"]
+    with subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) as palhm:
+        wait_for(started.exists, timeout=60)
+        palhm.send_signal(signal.SIGTERM)
+        _, stderr = palhm.communicate(timeout=60)
+
+    assert palhm.returncode == 143, stderr
+    assert marker.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("palhm-drill-")] == []
+
+
+SLOW_CHECK = "import sys, time\nopen(sys.argv[1], 'w').close()\ntime.sleep(120)\n"
