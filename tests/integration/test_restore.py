@@ -535,3 +535,37 @@ def test_sigterm_during_a_drill_still_tears_down_and_exits_143(tmp_path: Path) -
 
 
 SLOW_CHECK = "import sys, time\nopen(sys.argv[1], 'w').close()\ntime.sleep(120)\n"
+
+
+def test_damage_found_after_a_stage_failed_reports_both(
+    tmp_path: Path, setup: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    root, out, config = setup
+    gives_up = "import sys; sys.stdin.buffer.read(1000); sys.exit('bad block')"
+    config["tasks"][0]["objects"][0]["restore"] = [inline(sys.executable, "-c", gives_up)]
+    config_file = backup(tmp_path, config)
+    stored = the_copy(root) / "data.zst"
+    flip(stored, stored.stat().st_size - 5)
+
+    done = run_palhm(["-f", str(config_file), "restore", "db", "latest", "data.zst"])
+
+    assert done.returncode == 1
+    assert "object 'data.zst', restore, stored object: checksum differs" in done.stderr
+    assert "(also: task 'db', copy " in done.stderr
+    assert ", stage 1 (" in done.stderr and "exited with status 1)" in done.stderr
+
+
+def test_drill_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path) -> None:
+    config, marker = drill_config(tmp_path)
+    config_file = backup(tmp_path, config)
+
+    done = run_palhm(["-f", str(config_file), "drill", "db", "--dry-run"])
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == "  set-up 1: touch '{drill-dir}/ready'"
+    assert lines[2] == "  restore schema (group 'schema'): read and check only"
+    assert lines[4].startswith("  restore data.zst (group 'data'): zstd -q -d | ")
+    assert lines[5] == "  size of data: stat -c %s data (status ==0, output matching /^100000$/)"
+    assert lines[6] == f"  tear-down 1: cp ready {marker}"
+    assert not marker.exists()
