@@ -40,8 +40,8 @@ from typing import Final
 from palhm.backends.base import Backend
 from palhm.errors import PalhmError, UsageError, format_argv
 from palhm.execute import _Run, run_command
-from palhm.hooks import RunReport, fire
-from palhm.metrics import DrillMetrics, update_textfile
+from palhm.hooks import run_with_hooks
+from palhm.metrics import DrillMetrics, update_drill_textfile
 from palhm.model import BackupTask, Config, Drill, DrillCheck, Exec, Hooks
 from palhm.restore import Plan, Step, open_copy, restore_order, restore_step
 
@@ -116,43 +116,47 @@ def plan_text(config: Config, task: BackupTask) -> str:
 def run_drill(
     config: Config, task: BackupTask, *, verbosity: int, cancel: threading.Event | None = None
 ) -> str:
-    """Run the drill, report it (hooks, metrics); return the report or raise."""
+    """Run the drill, report it (hooks, metrics); return the report or raise.
+
+    The hooks are fired by hooks.run_with_hooks for a stand-in task named
+    `TASK (drill)` that carries the drill's hooks (else the task's on-success and
+    on-failure); the run metrics are left alone and the drill series written here.
+    """
     drill = drill_of(task)
     hooks = drill.hooks if drill.hooks is not None else task.hooks
-    start, clock = time.time(), time.monotonic()
-    label = f"{task.id} (drill)"
+    stand_in = dataclasses.replace(
+        task,
+        id=f"{task.id} (drill)",
+        hooks=Hooks(on_success=hooks.on_success, on_failure=hooks.on_failure),
+    )
+    quiet = dataclasses.replace(config, metrics_textfile=None)
+    start = time.monotonic()
+    success = False
     try:
-        lines = _run(config, task, drill, verbosity, cancel)
-    except BaseException as error:
-        duration = time.monotonic() - clock
-        _finish(
-            config, task, hooks, RunReport(label, "failure", start, duration, error=_text(error))
+        lines = run_with_hooks(
+            quiet, stand_in, lambda: _run(config, task, drill, verbosity, cancel)
         )
-        raise
-    duration = time.monotonic() - clock
-    _finish(config, task, hooks, RunReport(label, "success", start, duration))
+        success = True
+    finally:
+        duration = time.monotonic() - start
+        _write_metrics(config, task, duration, success)
     return "\n".join([f"task '{task.id}': drill passed in {duration:.1f} s", *lines]) + "\n"
 
 
-def _finish(config: Config, task: BackupTask, hooks: Hooks, report: RunReport) -> None:
-    fire(hooks.on_success if report.status == "success" else hooks.on_failure, report)
+def _write_metrics(config: Config, task: BackupTask, duration: float, success: bool) -> None:
     if config.metrics_textfile is None:
         return
-    duration = report.duration or 0.0
-    metrics = DrillMetrics(task.id, report.start + duration, duration, report.status == "success")
+    metrics = DrillMetrics(task.id, time.time(), duration, success)
     try:
-        update_textfile(config.metrics_textfile, metrics)
+        update_drill_textfile(config.metrics_textfile, metrics)
     except OSError as error:
-        log.warning(
-            "task '%s': cannot write metrics to %s: %s", task.id, config.metrics_textfile, error
-        )
+        where = config.metrics_textfile
+        log.warning("task '%s': cannot write metrics to %s: %s", task.id, where, error)
 
 
 def _text(error: BaseException) -> str:
     if isinstance(error, PalhmError):
         return "\n".join(error.lines())
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
     return f"{type(error).__name__}: {error}"
 
 

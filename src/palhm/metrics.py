@@ -15,13 +15,6 @@ Series (gauges, label `task`):
   palhm_copies_kept                     copies under the root after rotation (backup
                                         tasks; kept from the previous run on failure)
 Alert on `time() - palhm_last_success_timestamp_seconds > 2 * 86400`, for example.
-
-Restore drills (`palhm drill`, doc/restore.md) have series of their own, which a
-run keeps and a drill replaces (and the other way round):
-  palhm_last_drill_timestamp_seconds          end of the last drill
-  palhm_last_drill_duration_seconds           its duration
-  palhm_last_drill_success                    1 if it passed, else 0
-  palhm_last_drill_success_timestamp_seconds  end of the last drill that passed
 """
 
 from __future__ import annotations
@@ -44,23 +37,26 @@ METRICS: Final[dict[str, str]] = {
     "palhm_last_success_timestamp_seconds": "Unix time at which the last successful run ended.",
     "palhm_last_run_bytes_written": "Bytes of the copy made by the last run (0 if it failed).",
     "palhm_copies_kept": "Copies under the backup root after the last rotation.",
-    "palhm_last_drill_timestamp_seconds": "Unix time at which the task's last restore drill ended.",
-    "palhm_last_drill_duration_seconds": "Duration of the task's last restore drill in seconds.",
-    "palhm_last_drill_success": "1 if the task's last restore drill passed, 0 if it failed.",
-    "palhm_last_drill_success_timestamp_seconds": "Unix time at which the last passed drill ended.",
 }
-DRILL_SERIES: Final = (
+# Kept from the previous file when a run does not produce a new value.
+CARRIED_OVER: Final = (
+    "palhm_last_success_timestamp_seconds",
+    "palhm_copies_kept",
     "palhm_last_drill_timestamp_seconds",
     "palhm_last_drill_duration_seconds",
     "palhm_last_drill_success",
     "palhm_last_drill_success_timestamp_seconds",
 )
-# Kept from the previous file when a run does not produce a new value.
-CARRIED_OVER: Final = (
-    "palhm_last_success_timestamp_seconds",
-    "palhm_copies_kept",
-    *DRILL_SERIES,
-)
+
+# Restore drills (`palhm drill`, doc/restore.md) have series of their own: a drill
+# replaces only these (update_drill_textfile), and a run carries them over.
+DRILL_METRICS: Final[dict[str, str]] = {
+    "palhm_last_drill_timestamp_seconds": "Unix time at which the task's last restore drill ended.",
+    "palhm_last_drill_duration_seconds": "Duration of the task's last restore drill in seconds.",
+    "palhm_last_drill_success": "1 if the task's last restore drill passed, 0 if it failed.",
+    "palhm_last_drill_success_timestamp_seconds": "End (Unix time) of the last drill that passed.",
+}
+METRICS.update(DRILL_METRICS)
 
 _SAMPLE: Final = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{task="(?P<task>(?:[^"\\]|\\.)*)"\}\s+(?P<value>\S+)\s*$'
@@ -96,28 +92,6 @@ class RunMetrics:
         for name in CARRIED_OVER:
             if name not in values and name in previous:
                 values[name] = previous[name]
-        return values
-
-
-@dataclass(frozen=True, slots=True)
-class DrillMetrics:
-    """What one restore drill reports; every other series of the task is kept."""
-
-    task_id: str
-    end_time: float  # Unix time
-    duration: float  # seconds
-    success: bool
-
-    def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
-        values = {name: value for name, value in previous.items() if name not in DRILL_SERIES}
-        values["palhm_last_drill_timestamp_seconds"] = round(self.end_time, 3)
-        values["palhm_last_drill_duration_seconds"] = round(self.duration, 3)
-        values["palhm_last_drill_success"] = 1.0 if self.success else 0.0
-        name = "palhm_last_drill_success_timestamp_seconds"
-        if self.success:
-            values[name] = round(self.end_time, 3)
-        elif name in previous:
-            values[name] = previous[name]
         return values
 
 
@@ -167,7 +141,7 @@ def render_textfile(series: Series, foreign: Iterable[str] = ()) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
-def update_textfile(path: Path, run: RunMetrics | DrillMetrics) -> None:
+def update_textfile(path: Path, run: RunMetrics) -> None:
     """Replace `run.task_id`'s samples in the textfile at `path`, atomically.
 
     Raises OSError (the caller logs it as a warning: metrics never fail a run).
@@ -234,3 +208,51 @@ def _escape(label: str) -> str:
 
 def _unescape(label: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], label)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillMetrics:
+    """What one restore drill reports: the DRILL_METRICS series of its task."""
+
+    task_id: str
+    end_time: float  # Unix time
+    duration: float  # seconds
+    success: bool
+
+    def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
+        """The drill series; the last passing drill's time is kept on failure."""
+        values = {
+            "palhm_last_drill_timestamp_seconds": round(self.end_time, 3),
+            "palhm_last_drill_duration_seconds": round(self.duration, 3),
+            "palhm_last_drill_success": 1.0 if self.success else 0.0,
+        }
+        name = "palhm_last_drill_success_timestamp_seconds"
+        if self.success:
+            values[name] = round(self.end_time, 3)
+        elif name in previous:
+            values[name] = previous[name]
+        return values
+
+
+def update_drill_textfile(path: Path, drill: DrillMetrics) -> None:
+    """Replace only `drill.task_id`'s drill series in the textfile, atomically; every
+    other series (the task's runs, other tasks, foreign metrics) is kept as it is.
+
+    Raises OSError (the caller logs it as a warning).
+    """
+    with _locked(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        series, foreign = parse_textfile(text)
+        previous = {
+            name: series[name][drill.task_id]
+            for name in DRILL_METRICS
+            if drill.task_id in series[name]
+        }
+        for name in DRILL_METRICS:
+            series[name].pop(drill.task_id, None)
+        for name, value in drill.samples(previous).items():
+            series[name][drill.task_id] = value
+        _write_atomically(path, render_textfile(series, foreign))
