@@ -79,6 +79,7 @@ class _Feeder:
         self.digest: str | None = None
         self.problem: str | None = None  # the object differs or could not be read
         self.broken = False  # stage 1 stopped reading before the end
+        self.abandoned = False  # the caller gave up (an exception while watching)
         self.lock = threading.Lock()
         self.pgid: int | None = None  # None once the group may be reaped
         self.thread = threading.Thread(target=self._run, name="palhm-feed", daemon=True)
@@ -98,7 +99,7 @@ class _Feeder:
     def _copy(self) -> None:
         pending = b""
         while True:
-            if self.cancel is not None and self.cancel.is_set():
+            if self.abandoned or (self.cancel is not None and self.cancel.is_set()):
                 self._fail("cancelled")
                 return
             chunk = self.reader.read(self.block_size)
@@ -185,8 +186,13 @@ def feed_pipeline(
             raise
         feeder.pgid = run.pgid
         feeder.thread.start()
-        run.watch(None)
-        feeder.release_group()
+        try:
+            run.watch(None)
+        except BaseException:
+            feeder.abandoned = True  # stop reading: nobody will look at the result
+            raise
+        finally:
+            feeder.release_group()  # from now on the group may be reaped
         run.finish(kill_strays=True)
     feeder.thread.join()
     _raise_failure(run, feeder, stages, context)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_palhm, wait_for, write_config
+from tests.helpers import descendants, run_palhm, wait_for, write_config
 from tests.ping_receiver import PingReceiver
 from tests.prometheus_text import by_task, parse_prometheus
 from tests.services.moto import MotoServer
@@ -569,3 +569,27 @@ def test_drill_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path) -> 
     assert lines[5] == "  size of data: stat -c %s data (status ==0, output matching /^100000$/)"
     assert lines[6] == f"  tear-down 1: cp ready {marker}"
     assert not marker.exists()
+
+
+def test_sigint_during_a_restore_kills_the_pipeline_and_exits_130(
+    tmp_path: Path, setup: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    root, out, config = setup
+    started = tmp_path / "stage-started"
+    config["tasks"][0]["objects"][0]["restore"] = [
+        inline(sys.executable, "-c", SLOW_CHECK, str(started))
+    ]
+    config_file = backup(tmp_path, config)
+    argv = [sys.executable, "-m", "palhm", "-f", str(config_file), "restore", "db", "latest"]
+    argv.append("data.zst")
+    with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as palhm:
+        wait_for(started.exists, timeout=60)
+        stage_pids = descendants(palhm.pid)
+        palhm.send_signal(signal.SIGINT)
+        _, stderr = palhm.communicate(timeout=60)
+
+    assert palhm.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr
+    assert "Traceback" not in stderr
+    assert stage_pids
+    assert not [pid for pid in stage_pids if Path(f"/proc/{pid}").exists()]
