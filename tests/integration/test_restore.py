@@ -286,6 +286,7 @@ def test_a_failing_restore_stage_is_named_with_its_stderr(
     assert not (out / "data").exists()
 
 
+@pytest.mark.services
 def test_restore_from_s3_streams_and_checks_like_localfs(
     tmp_path: Path, moto_server: MotoServer, s3_bucket: str
 ) -> None:
