@@ -2,8 +2,8 @@
 
 A drill, in order:
 1. finds the newest complete copy (no copy: the drill fails, nothing is set up);
-2. makes a work directory (0711, see make_work_dir) for this drill: every drill command runs
-   in it, gets its path as PALHM_DRILL_DIR, and may write `{drill-dir}` in its argv
+2. makes a work directory (0711, see make_work_dir) for this drill: every drill
+   command gets its path as PALHM_DRILL_DIR and may write `{drill-dir}` in its argv
    or in the drill's `env` values, where palhm puts the path;
 3. runs `set-up` commands one after another;
 4. restores every object of the copy in dependency order: through its
@@ -173,13 +173,10 @@ def _run(
     env.update({k: v.replace(DRILL_DIR_TOKEN, str(work)) for k, v in drill.env.items()})
     lines = [f"  copy {plan.copy.prefix} from {plan.location}", f"  work directory {work}"]
     runner = _Runner(task, work, env, verbosity, cancel, lines)
-    previous = os.getcwd()
-    os.chdir(work)
     try:
         runner.guarded(lambda: runner.main(drill, backend, plan))
         runner.tear_down(drill.tear_down)
     finally:
-        os.chdir(previous)
         shutil.rmtree(work, ignore_errors=True)  # palhm made it, for this drill only
     runner.raise_first()
     return lines

@@ -380,11 +380,11 @@ def drill_config(tmp_path: Path, **drill: Any) -> tuple[dict[str, Any], Path]:
         "checks": [
             {
                 "name": "size of data",
-                "run": inline("stat", "-c", "%s", "data"),
+                "run": inline("stat", "-c", "%s", "{drill-dir}/data"),
                 "expect-output": "^100000$",
             }
         ],
-        "tear-down": [inline("cp", "ready", str(marker))],
+        "tear-down": [inline("cp", "{drill-dir}/ready", str(marker))],
         **drill,
     }
     config["metrics"] = {"textfile": str(tmp_path / "palhm.prom")}
@@ -403,7 +403,7 @@ def test_drill_passes_restores_into_its_own_directory_and_tears_down(tmp_path: P
     # no restore pipeline is used in a drill without use-restore-pipelines
     assert not (tmp_path / "out" / "schema").exists()
     assert "ok  schema  16 bytes  read and checked only" in done.stdout
-    assert marker.exists()  # tear-down ran in the drill directory
+    assert marker.exists()  # tear-down ran, with {drill-dir} replaced
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("palhm-drill-")] == []
     families = parse_prometheus((tmp_path / "palhm.prom").read_text())
     assert by_task(families, "palhm_last_drill_success") == {"db": 1}
@@ -567,8 +567,10 @@ def test_drill_dry_run_prints_every_command_and_runs_nothing(tmp_path: Path) -> 
     assert lines[1] == "  set-up 1: touch '{drill-dir}/ready'"
     assert lines[2] == "  restore schema (group 'schema'): read and check only"
     assert lines[4].startswith("  restore data.zst (group 'data'): zstd -q -d | ")
-    assert lines[5] == "  size of data: stat -c %s data (status ==0, output matching /^100000$/)"
-    assert lines[6] == f"  tear-down 1: cp ready {marker}"
+    assert lines[5] == (
+        "  size of data: stat -c %s '{drill-dir}/data' (status ==0, output matching /^100000$/)"
+    )
+    assert lines[6] == f"  tear-down 1: cp '{{drill-dir}}/ready' {marker}"
     assert not marker.exists()
 
 
