@@ -42,6 +42,9 @@ from palhm.manifest import ObjectRecord
 from palhm.model import Exec
 
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
+# After stage 1 stopped reading, the rest of the object is still read (to say whether
+# the stored bytes were damaged too) when at most this much is left.
+DRAIN_LIMIT: Final = 256 << 20
 
 
 class StoredObjectError(PalhmError):
@@ -102,6 +105,8 @@ class _Feeder:
             if self.abandoned or (self.cancel is not None and self.cancel.is_set()):
                 self._fail("cancelled")
                 return
+            if self.broken and self.expected.size - self.size > DRAIN_LIMIT:
+                return  # too much left to read just for a diagnosis: `palhm verify` can
             chunk = self.reader.read(self.block_size)
             if not chunk:
                 break
