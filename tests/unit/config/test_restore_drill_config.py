@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from palhm.config import load_config
 from palhm.model import BackupTask
@@ -121,3 +124,29 @@ def test_a_task_without_drill_has_none(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "site.jsonc", {"tasks": [backup("db", obj("a"))]}))
     task = config.tasks["db"]
     assert isinstance(task, BackupTask) and task.drill is None
+
+
+def test_config_show_and_schema_include_restore_and_drill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from palhm.cli import main
+
+    document = {
+        "tasks": [
+            backup(
+                "db",
+                obj("a", restore=[inline("/usr/bin/zstd", "-d")]),
+                drill={"checks": [{"run": inline("/bin/true"), "expect-output": "x"}]},
+            )
+        ]
+    }
+    path = write(tmp_path, "site.jsonc", document)
+    assert main(["-f", str(path), "config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (task,) = shown["tasks"]
+    assert task["objects"][0]["restore"][0]["argv"] == ["/usr/bin/zstd", "-d"]
+    assert task["drill"]["checks"][0]["expect-output"] == "x"
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"drill", "drill-check", "object-drill"} <= set(schema["definitions"])
+    assert "restore" in schema["definitions"]["backup-object"]["properties"]
