@@ -174,8 +174,10 @@ def _run(
     lines = [f"  copy {plan.copy.prefix} from {plan.location}", f"  work directory {work}"]
     runner = _Runner(task, work, env, verbosity, cancel, lines)
     try:
-        runner.guarded(lambda: runner.main(drill, backend, plan))
-        runner.tear_down(drill.tear_down)
+        try:
+            runner.guarded(lambda: runner.main(drill, backend, plan))
+        finally:  # also after an error that is not palhm's (a bug, MemoryError ...)
+            runner.tear_down(drill.tear_down)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # palhm made it, for this drill only
     runner.raise_first()
