@@ -18,9 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,6 +125,8 @@ def fire(hooks: Sequence[Hook], report: RunReport) -> None:
 def send_ping(hook: PingHook, report: RunReport) -> None:
     """Request the hook's URL (POST: with the report as body). Raises on HTTP >= 400,
     a connection error or the timeout."""
+    import urllib.request  # with http.client and ssl: only when a ping is sent
+
     data = report.text().encode() if hook.method == "POST" else None
     request = urllib.request.Request(
         hook.url,
@@ -202,6 +202,8 @@ def _error_text(error: BaseException) -> str:
 
 
 def _one_line(error: BaseException) -> str:
+    import urllib.error
+
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
