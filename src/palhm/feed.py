@@ -111,6 +111,12 @@ class _Feeder:
             if not chunk:
                 break
             self.size += len(chunk)
+            if self.size > self.expected.size:  # longer than stored: no need to read on
+                self._fail(
+                    f"size differs (manifest {self.expected.size} bytes,"
+                    f" read at least {self.size} bytes)"
+                )
+                return
             if self.hasher is not None:
                 self.hasher.update(chunk)
             self._write(pending)

@@ -596,3 +596,20 @@ def test_sigint_during_a_restore_kills_the_pipeline_and_exits_130(
     assert "Traceback" not in stderr
     assert stage_pids
     assert not [pid for pid in stage_pids if Path(f"/proc/{pid}").exists()]
+
+
+def test_an_object_longer_than_its_manifest_stops_at_once(
+    tmp_path: Path, setup: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    root, out, config = setup
+    config_file = backup(tmp_path, config)
+    stored = the_copy(root) / "data.zst"
+    size = stored.stat().st_size
+    with stored.open("ab") as grown:
+        grown.write(b"\0" * (8 * MiB))
+
+    done = run_palhm(["-f", str(config_file), "restore", "db", "latest", "data.zst"])
+
+    assert done.returncode == 1
+    assert f"stored object: size differs (manifest {size} bytes, read at least " in done.stderr
+    assert not (out / "data.eof").exists()
