@@ -613,3 +613,24 @@ def test_an_object_longer_than_its_manifest_stops_at_once(
     assert done.returncode == 1
     assert f"stored object: size differs (manifest {size} bytes, read at least " in done.stderr
     assert not (out / "data.eof").exists()
+
+
+def test_a_copy_without_manifest_is_refused_and_get_is_suggested(
+    tmp_path: Path, setup: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    root, out, config = setup
+    config_file = write_config(tmp_path / "palhm.json", config)
+    legacy = root / "2022-05-01T06:59:17+00:00"  # made by the original PALHM
+    legacy.mkdir(parents=True)
+    (legacy / "schema").write_text("CREATE TABLE t;\n")
+
+    named = run_palhm(["-f", str(config_file), "restore", "db", legacy.name])
+    latest = run_palhm(["-f", str(config_file), "restore", "db", "latest"])
+
+    assert named.returncode == 2
+    assert "has no manifest (made by the original PALHM): restore its objects with 'palhm get'" in (
+        named.stderr
+    )
+    assert latest.returncode == 1
+    assert "no complete copy" in latest.stderr
+    assert list(out.iterdir()) == []
