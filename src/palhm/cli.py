@@ -8,8 +8,10 @@ never leaves half a run behind.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,7 +161,7 @@ def _task_id(config_tasks: Sequence[str], wanted: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from palhm import interrupts, runner
+    from palhm import interrupts, runner, strays
 
     config, verbosity = _load(args)
     task_id = _task_id(list(config.tasks), args.task)
@@ -167,7 +169,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(runner.plan_text(config, task_id))
         return
     interrupts.install_handlers()
-    runner.run_task(config, task_id, verbosity=verbosity)
+    with strays.run_record():  # stops what a SIGKILLed run left; records this run's
+        runner.run_task(config, task_id, verbosity=verbosity)
     interrupts.check()
 
 
@@ -330,10 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (SPEC A1). The only exception -> status map."""
     parser = build_parser()
     verbose = False
+    if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly
+        sys.stdout = open(os.devnull)  # noqa: SIM115 - read-only: every write raises OSError
     try:
         args = parser.parse_args(argv)
         verbose = bool(args.verbose)
         _dispatch(parser, args)
+        sys.stdout.flush()  # a full disk or a closed stdout is reported here, not at exit
     except PalhmError as error:
         if verbose and not isinstance(error, ConfigError | UsageError):
             import traceback  # only with -v: its import is not free
@@ -348,15 +354,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout closed early (`palhm get ... | head`): not palhm's failure to report
         sys.stderr.close()
         return int(ExitStatus.FAILURE)
-    except Exception as error:  # a bug: one readable line, the traceback with -v
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print("palhm: run again with -v for a traceback", file=sys.stderr)
+    except OSError as error:
+        if not _output_error(error):
+            return _internal_error(error, verbose=verbose)
+        reason = error.strerror or "standard output is closed"
+        print(f"palhm: error: cannot write the output: {reason}", file=sys.stderr)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - drop what is left unwritten
         return int(ExitStatus.FAILURE)
+    except Exception as error:  # a bug: one readable line, the traceback with -v
+        return _internal_error(error, verbose=verbose)
     return int(ExitStatus.OK)
+
+
+def _internal_error(error: Exception, *, verbose: bool) -> int:
+    if verbose:
+        import traceback  # only with -v: its import is not free
+
+        traceback.print_exc()
+    print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+    print("palhm: run again with -v for a traceback", file=sys.stderr)
+    return int(ExitStatus.FAILURE)
+
+
+def _output_error(error: OSError) -> bool:
+    """Whether an OSError that reached main is about palhm's own output (stdout on a
+    full disk, closed, unwritable); the commands' own I/O errors are PalhmErrors."""
+    import io
+
+    unwritable = isinstance(error, io.UnsupportedOperation)
+    return unwritable or error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EBADF, errno.EIO)
 
 
 if __name__ == "__main__":

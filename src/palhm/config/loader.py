@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+from palhm.config.duplicates import duplicate_keys
 from palhm.config.jsonc import JsoncSyntaxError, parse_jsonc
 from palhm.config.problems import Issue
 
 BUILTIN_SCHEME: Final = "builtin:"
 DATA_DIR: Final = Path(__file__).resolve().parent.parent / "data"
 _CONFIG_SUFFIXES: Final = (".json", ".jsonc", ".conf")
+MAX_INCLUDE_DEPTH: Final = 32  # files in one chain of includes
 
 _Via: TypeAlias = tuple[str, int] | None
 
@@ -154,6 +156,14 @@ class _Walker:
             self._issue(parent.name, ("include", index), f"no packaged config '{include}'")
             self.loaded.complete = False
             return
+        if len(chain) >= MAX_INCLUDE_DEPTH:
+            self._issue(
+                parent.name,
+                ("include", index),
+                f"includes nested more than {MAX_INCLUDE_DEPTH} files deep",
+            )
+            self.loaded.complete = False
+            return
         real = child.real
         reals = [r for r, _ in chain]
         if real in reals:
@@ -197,6 +207,8 @@ class _Walker:
             self._issue(name, (), f"expected a JSON object at the top level, found {found}")
             self.loaded.complete = False
             return None
+        for path, key in duplicate_keys(text):
+            self._issue(name, (*path, key), "key written twice in one object (which one wins?)")
         return document
 
     def _issue(self, file: str, path: tuple[str | int, ...], message: str) -> None:
