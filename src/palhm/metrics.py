@@ -283,22 +283,23 @@ class DrillMetrics:
 def update_drill_textfile(path: Path, drill: DrillMetrics) -> None:
     """Replace only `drill.task_id`'s drill series in the textfile, atomically; every
     other series (the task's runs, other tasks, foreign metrics) is kept as it is.
+    Files are opened as update_textfile opens them.
 
     Raises OSError (the caller logs it as a warning).
     """
-    with _locked(path):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = ""
-        series, foreign = parse_textfile(text)
-        previous = {
-            name: series[name][drill.task_id]
-            for name in DRILL_METRICS
-            if drill.task_id in series[name]
-        }
-        for name in DRILL_METRICS:
-            series[name].pop(drill.task_id, None)
-        for name, value in drill.samples(previous).items():
-            series[name][drill.task_id] = value
-        _write_atomically(path, render_textfile(series, foreign))
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _locked(dir_fd, path):
+            series, foreign = parse_textfile(_read_own(dir_fd, path))
+            previous = {
+                name: series[name][drill.task_id]
+                for name in DRILL_METRICS
+                if drill.task_id in series[name]
+            }
+            for name in DRILL_METRICS:
+                series[name].pop(drill.task_id, None)
+            for name, value in drill.samples(previous).items():
+                series[name][drill.task_id] = value
+            _write_atomically(dir_fd, path, render_textfile(series, foreign))
+    finally:
+        os.close(dir_fd)
