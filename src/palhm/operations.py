@@ -25,6 +25,7 @@ import logging
 import posixpath
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from palhm.backends import backend_class
@@ -67,6 +68,17 @@ def open_backend(config: Config, task: BackupTask) -> Backend:
     """The task's backend, bound to its `backend-param`."""
     cls = backend_class(task.backend, config.modules)
     return cls(task.backend_param, task_id=task.id)
+
+
+def existing_backend(config: Config, task: BackupTask) -> Backend:
+    """open_backend for list, verify and get: a local root that does not exist is an
+    error, so that an unmounted disk does not read as "no copies"."""
+    backend = open_backend(config, task)
+    root = getattr(backend, "root", None)
+    if isinstance(root, Path) and not root.is_dir():
+        where = "is the disk mounted?" if root.is_absolute() else f"relative to {Path.cwd()}"
+        raise BackendError(f"task '{task.id}': the backup root {root} does not exist ({where})")
+    return backend
 
 
 def block_size(task: BackupTask) -> int:
@@ -180,7 +192,7 @@ def _shown(path: str) -> str:
 
 def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
     """The copies under the task's root, oldest first (text table, or a JSON list)."""
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copies = own_copies(backend, task)
     now = datetime.now(UTC)
     if as_json:
@@ -251,7 +263,7 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     (missing object, size differs, checksum differs, object not in the manifest),
     or saying why the copy cannot be verified; UsageError for an unknown prefix.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=False)
     if copy.state not in ("complete", "damaged"):
         raise VerifyError(_unverifiable(task, copy))
@@ -289,6 +301,9 @@ def _check_object(
                 reader, record.checksum_algorithm, block_size(task), limit=record.size + 1
             )
     except BackendError as error:
+        if "InvalidObjectState" in str(error):  # S3: archived (GLACIER, DEEP_ARCHIVE)
+            shown = _shown(record.path)
+            return [f"archived object: {shown} (restore it from its storage class to verify)"]
         return [f"missing object: {_shown(record.path)} ({_first_line(error)})"]
     except ValueError as error:  # unknown checksum algorithm in the manifest
         return [f"cannot check {_shown(record.path)}: {error}"]
@@ -403,7 +418,7 @@ def get_object(config: Config, task: BackupTask, prefix: str, path: str, out: Bi
     a difference raises VerifyError after the last byte (so `set -o pipefail` in the
     restore pipeline catches a damaged object). UsageError for an unknown prefix or path.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=True)
     if copy.state == "incomplete":
         raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ class _Walker:
         try:
             document = parse_jsonc(text)
         except JsoncSyntaxError as error:
-            self._issue(name, (), str(error))
+            self._issue(name, (), _yaml_message(text) or str(error))
             self.loaded.complete = False
             return None
         if not isinstance(document, dict):
@@ -213,6 +214,26 @@ class _Walker:
 
     def _issue(self, file: str, path: tuple[str | int, ...], message: str) -> None:
         self.loaded.issues.append(Issue(file, path, message))
+
+
+_YAML_LINE: Final = re.compile(r"---\s*$|%YAML|[A-Za-z_][\w-]*:(\s|$)|- ")
+
+
+def _yaml_message(text: str) -> str:
+    """The message for a file that is not JSON but starts like YAML (`key: value`,
+    `---`), else ""."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _YAML_LINE.match(stripped):
+            return (
+                "this looks like YAML, but palhm reads JSON with comments (JSONC):"
+                " convert it, e.g. with python3 -c 'import json, sys, yaml;"
+                " json.dump(yaml.safe_load(sys.stdin), sys.stdout, indent=2)'"
+            )
+        return ""
+    return ""
 
 
 def _includes(document: dict[str, Any]) -> list[tuple[int, str]]:
