@@ -22,7 +22,8 @@ SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 DOC_DIR ?= $(PREFIX)/share/doc/palhm
 
 DATA := src/palhm/data
-UNITS := palhm-boot-report.service palhm@.service palhm@.timer
+UNITS := palhm-boot-report.service palhm@.service palhm@.timer \
+	palhm-drill@.service palhm-drill@.timer
 EXAMPLES := $(notdir $(wildcard $(DATA)/examples/*))
 
 .PHONY: install install-units install-examples uninstall-units deb wheel manuals
@@ -61,6 +62,7 @@ install-units:
 	@echo "  systemctl daemon-reload"
 	@echo "  systemctl enable palhm-boot-report.service"
 	@echo "  systemctl enable --now palhm@TASK.timer      # e.g. palhm@backup.timer"
+	@echo "  systemctl enable --now palhm-drill@TASK.timer  # restore drills (doc/restore.md)"
 
 install-examples:
 	install -d -m 755 "$(DESTDIR)$(DOC_DIR)/examples" "$(DESTDIR)$(DOC_DIR)/conf.d"

@@ -153,6 +153,26 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     get.add_argument("task", help="backup task id")
     get.add_argument("prefix", help="copy prefix, or 'latest'")
     get.add_argument("path", help="object path")
+    restore = commands.add_parser(
+        "restore", help="restore a copy through each object's restore pipeline"
+    )
+    restore.add_argument("task", help="backup task id")
+    restore.add_argument("prefix", help="copy prefix, or 'latest'")
+    restore.add_argument("paths", nargs="*", metavar="PATH", help="objects (default: all)")
+    restore.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the plan and run nothing"
+    )
+    restore.add_argument(
+        "--to", metavar="DIR", help="write objects without a restore pipeline as files in DIR"
+    )
+    restore.add_argument(
+        "--verify-first",
+        action="store_true",
+        help="check each object against the manifest before feeding it to its pipeline",
+    )
+    drill = commands.add_parser("drill", help="restore the newest copy into a throwaway target")
+    drill.add_argument("task", help="backup task id")
+    drill.add_argument("-n", "--dry-run", action="store_true", help="print the plan only")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -312,6 +332,49 @@ def cmd_get(args: argparse.Namespace) -> None:
     operations.get_object(config, task, args.prefix, args.path, sys.stdout.buffer)
 
 
+def cmd_restore(args: argparse.Namespace) -> None:
+    from palhm import interrupts, operations, restore
+
+    config, verbosity = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    to_dir = Path(args.to) if args.to else None
+    backend, plan = restore.plan_restore(config, task, args.prefix, args.paths, to_dir=to_dir)
+    if args.dry_run:
+        sys.stdout.write(restore.plan_text(plan, to_dir))
+        return
+    interrupts.install_handlers()
+    try:
+        lines = restore.run_restore(
+            backend,
+            plan,
+            to_dir=to_dir,
+            verbosity=verbosity,
+            verify_first=args.verify_first,
+            cancel=interrupts.CANCEL,
+        )
+    finally:
+        interrupts.check()  # a signal: exit 130/143 rather than the "cancelled" error
+    if not args.quiet:
+        sys.stdout.write(restore.report_text(plan, lines))
+
+
+def cmd_drill(args: argparse.Namespace) -> None:
+    from palhm import drill, interrupts, operations
+
+    config, verbosity = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    if args.dry_run:
+        sys.stdout.write(drill.plan_text(config, task))
+        return
+    interrupts.install_handlers()
+    try:
+        report = drill.run_drill(config, task, verbosity=verbosity, cancel=interrupts.CANCEL)
+    finally:
+        interrupts.check()  # a signal: exit 130/143 rather than the "cancelled" error
+    if not args.quiet:
+        sys.stdout.write(report)
+
+
 COMMANDS: Final[dict[str, Handler]] = {
     "run": cmd_run,
     "config": cmd_config,
@@ -322,6 +385,8 @@ COMMANDS: Final[dict[str, Handler]] = {
     "list": cmd_list,
     "verify": cmd_verify,
     "get": cmd_get,
+    "restore": cmd_restore,
+    "drill": cmd_drill,
 }
 
 

@@ -41,7 +41,24 @@ METRICS: Final[dict[str, str]] = {
     "palhm_copies_kept": "Copies under the backup root after the last rotation.",
 }
 # Kept from the previous file when a run does not produce a new value.
-CARRIED_OVER: Final = ("palhm_last_success_timestamp_seconds", "palhm_copies_kept")
+CARRIED_OVER: Final = (
+    "palhm_last_success_timestamp_seconds",
+    "palhm_copies_kept",
+    "palhm_last_drill_timestamp_seconds",
+    "palhm_last_drill_duration_seconds",
+    "palhm_last_drill_success",
+    "palhm_last_drill_success_timestamp_seconds",
+)
+
+# Restore drills (`palhm drill`, doc/restore.md) have series of their own: a drill
+# replaces only these (update_drill_textfile), and a run carries them over.
+DRILL_METRICS: Final[dict[str, str]] = {
+    "palhm_last_drill_timestamp_seconds": "Unix time at which the task's last restore drill ended.",
+    "palhm_last_drill_duration_seconds": "Duration of the task's last restore drill in seconds.",
+    "palhm_last_drill_success": "1 if the task's last restore drill passed, 0 if it failed.",
+    "palhm_last_drill_success_timestamp_seconds": "End (Unix time) of the last drill that passed.",
+}
+METRICS.update(DRILL_METRICS)
 
 _SAMPLE: Final = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{task="(?P<task>(?:[^"\\]|\\.)*)"\}\s+(?P<value>\S+)\s*$'
@@ -237,3 +254,52 @@ def _escape(label: str) -> str:
 
 def _unescape(label: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], label)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillMetrics:
+    """What one restore drill reports: the DRILL_METRICS series of its task."""
+
+    task_id: str
+    end_time: float  # Unix time
+    duration: float  # seconds
+    success: bool
+
+    def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
+        """The drill series; the last passing drill's time is kept on failure."""
+        values = {
+            "palhm_last_drill_timestamp_seconds": round(self.end_time, 3),
+            "palhm_last_drill_duration_seconds": round(self.duration, 3),
+            "palhm_last_drill_success": 1.0 if self.success else 0.0,
+        }
+        name = "palhm_last_drill_success_timestamp_seconds"
+        if self.success:
+            values[name] = round(self.end_time, 3)
+        elif name in previous:
+            values[name] = previous[name]
+        return values
+
+
+def update_drill_textfile(path: Path, drill: DrillMetrics) -> None:
+    """Replace only `drill.task_id`'s drill series in the textfile, atomically; every
+    other series (the task's runs, other tasks, foreign metrics) is kept as it is.
+    Files are opened as update_textfile opens them.
+
+    Raises OSError (the caller logs it as a warning).
+    """
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _locked(dir_fd, path):
+            series, foreign = parse_textfile(_read_own(dir_fd, path))
+            previous = {
+                name: series[name][drill.task_id]
+                for name in DRILL_METRICS
+                if drill.task_id in series[name]
+            }
+            for name in DRILL_METRICS:
+                series[name].pop(drill.task_id, None)
+            for name, value in drill.samples(previous).items():
+                series[name][drill.task_id] = value
+            _write_atomically(dir_fd, path, render_textfile(series, foreign))
+    finally:
+        os.close(dir_fd)

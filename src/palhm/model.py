@@ -80,6 +80,8 @@ class BackupObject:
     pipeline: tuple[Exec, ...]
     group: str = DEFAULT_GROUP
     alloc_size: int | None = None
+    restore: tuple[Exec, ...] = ()  # undoes `pipeline`: reads the object on stdin
+    drill_restore: tuple[Exec, ...] = ()  # the restore pipeline used in a drill
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +178,33 @@ class BackupTask:
     retention: RetentionPolicy = RetentionPolicy()
     checksum: Literal["blake3", "sha256", "xxh3-128", "none"] = "blake3"
     hooks: Hooks = NO_HOOKS
+    drill: Drill | None = None
 
 
 Task: TypeAlias = RoutineTask | BackupTask
+
+
+@dataclass(frozen=True, slots=True)
+class DrillCheck:
+    """One check of a drill: `command` (its `ec` is the expected status) and an
+    optional pattern its stdout must match."""
+
+    name: str
+    command: Exec
+    expect_output: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drill:
+    """A task's restore drill (`palhm drill`). `env` is added to every drill command;
+    `hooks` is None when the drill uses the task's own hooks."""
+
+    set_up: tuple[Exec, ...] = ()
+    checks: tuple[DrillCheck, ...] = ()
+    tear_down: tuple[Exec, ...] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: EMPTY_ENV)
+    use_restore_pipelines: bool = False
+    hooks: Hooks | None = None
 
 
 @dataclass(frozen=True, slots=True)

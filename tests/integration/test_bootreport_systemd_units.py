@@ -12,7 +12,13 @@ import pytest
 from tests.helpers import REPO, need_program
 
 DATA = REPO / "src" / "palhm" / "data"
-UNITS = ("palhm-boot-report.service", "palhm@.service", "palhm@.timer")
+UNITS = (
+    "palhm-boot-report.service",
+    "palhm@.service",
+    "palhm@.timer",
+    "palhm-drill@.service",
+    "palhm-drill@.timer",
+)
 PALHM_BIN = Path(sys.executable).parent / "palhm"  # the venv's console script
 
 
@@ -73,6 +79,11 @@ def test_units_say_what_the_docs_promise() -> None:
     assert timer["Timer.OnCalendar"] == ["daily"]
     assert timer["Timer.Persistent"] == ["true"]
     assert timer["Install.WantedBy"] == ["timers.target"]
+    drill = parse_unit(DATA / "systemd" / "palhm-drill@.service")
+    assert drill["Service.ExecStart"] == ["/usr/local/bin/palhm -q drill %i"]
+    assert drill["Service.PrivateTmp"] == ["yes"]
+    drill_timer = parse_unit(DATA / "systemd" / "palhm-drill@.timer")
+    assert drill_timer["Install.WantedBy"] == ["timers.target"]
 
 
 def test_systemd_analyze_accepts_every_directive(tmp_path: Path) -> None:
@@ -84,7 +95,15 @@ def test_systemd_analyze_accepts_every_directive(tmp_path: Path) -> None:
     # Templates are verified through an instance, as systemd would load them.
     shutil.copy(target / "palhm@.service", target / "palhm@backup.service")
     shutil.copy(target / "palhm@.timer", target / "palhm@backup.timer")
-    units = ["palhm-boot-report.service", "palhm@backup.service", "palhm@backup.timer"]
+    shutil.copy(target / "palhm-drill@.service", target / "palhm-drill@backup.service")
+    shutil.copy(target / "palhm-drill@.timer", target / "palhm-drill@backup.timer")
+    units = [
+        "palhm-boot-report.service",
+        "palhm@backup.service",
+        "palhm@backup.timer",
+        "palhm-drill@backup.service",
+        "palhm-drill@backup.timer",
+    ]
     done = subprocess.run(
         ["systemd-analyze", "verify", *(str(target / u) for u in units)],
         capture_output=True,
@@ -104,5 +123,9 @@ def test_crontab_example_lines_run_palhm_as_root() -> None:
         if "=" in line.split()[0]:
             continue  # SHELL=, PATH=, MAILTO=
         jobs.append(line.split(None, 6))
-    assert [job[6] for job in jobs] == ["palhm -q run backup", "palhm -q run check-dnssec"]
+    assert [job[6] for job in jobs] == [
+        "palhm -q run backup",
+        "palhm -q drill backup",
+        "palhm -q run check-dnssec",
+    ]
     assert all(job[5] == "root" for job in jobs)

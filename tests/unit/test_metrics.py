@@ -143,3 +143,25 @@ def test_strict_parser_rejects_what_prometheus_rejects() -> None:
         parse_prometheus('m{task="a"} 1\nm{task="a"} 2\n')  # duplicate series
     with pytest.raises(FormatError):
         parse_prometheus("m 1")  # no final newline
+
+
+def test_a_drill_replaces_only_the_drill_series_and_a_run_keeps_them(tmp_path: Path) -> None:
+    from palhm.metrics import DrillMetrics, update_drill_textfile
+
+    path = tmp_path / "palhm.prom"
+    update_textfile(path, RunMetrics("db", 1000.0, 5.0, True, backup=True, bytes_written=7))
+    update_drill_textfile(path, DrillMetrics("other", 1500.0, 1.0, True))
+    update_drill_textfile(path, DrillMetrics("db", 2000.0, 30.0, True))
+    update_drill_textfile(path, DrillMetrics("db", 3000.0, 10.0, False))
+    update_textfile(path, RunMetrics("db", 4000.0, 5.0, True, backup=True, bytes_written=9))
+
+    families = parse_prometheus(path.read_text())
+    assert by_task(families, "palhm_last_drill_timestamp_seconds") == {"db": 3000, "other": 1500}
+    assert by_task(families, "palhm_last_drill_duration_seconds") == {"db": 10, "other": 1}
+    assert by_task(families, "palhm_last_drill_success_timestamp_seconds") == {
+        "db": 2000,
+        "other": 1500,
+    }
+    assert by_task(families, "palhm_last_run_bytes_written") == {"db": 9}
+    assert by_task(families, "palhm_last_success_timestamp_seconds") == {"db": 4000}
+    assert by_task(families, "palhm_last_drill_success") == {"db": 0, "other": 1}

@@ -147,6 +147,7 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
         retention=retention(params),
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
         hooks=hooks(data),
+        drill=drill(data["drill"], execs) if "drill" in data else None,
     )
 
 
@@ -157,6 +158,33 @@ def backup_object(data: Mapping[str, Any], execs: Execs) -> model.BackupObject:
         pipeline=tuple(stage(s, execs) for s in data["pipeline"]),
         group=data.get("group", default_of("backup-object", "group")),
         alloc_size=int(alloc) if alloc is not None else None,
+        restore=tuple(stage(s, execs) for s in data.get("restore", ())),
+        drill_restore=tuple(stage(s, execs) for s in data.get("drill", {}).get("restore", ())),
+    )
+
+
+def drill(data: Mapping[str, Any], execs: Execs) -> model.Drill:
+    """A task's `drill` section. Check commands take `expect-status` as their `ec`."""
+    checks = []
+    for index, raw in enumerate(data.get("checks", ())):
+        command = stage(raw["run"], execs)
+        if "expect-status" in raw:
+            command = dataclasses.replace(command, ec=ExitCodeSpec.parse(raw["expect-status"]))
+        name = raw.get("name", f"check {index + 1}")
+        checks.append(model.DrillCheck(name, command, raw.get("expect-output")))
+    own_hooks = None
+    if "on-success" in data or "on-failure" in data:
+        own_hooks = model.Hooks(
+            on_success=tuple(hook(h) for h in data.get("on-success", ())),
+            on_failure=tuple(hook(h) for h in data.get("on-failure", ())),
+        )
+    return model.Drill(
+        set_up=tuple(stage(s, execs) for s in data.get("set-up", ())),
+        checks=tuple(checks),
+        tear_down=tuple(stage(s, execs) for s in data.get("tear-down", ())),
+        env=_env(data.get("env")),
+        use_restore_pipelines=bool(data.get("use-restore-pipelines", False)),
+        hooks=own_hooks,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -238,6 +239,37 @@ def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
         g["id"] for g in groups if isinstance(_dict(g).get("id"), str)
     ]
     yield from _object_issues(file, entry.path, _list(task.get("objects")), known_groups, context)
+    if isinstance(task.get("drill"), dict):
+        yield from _drill_issues(file, entry.at("drill"), task["drill"], context)
+
+
+def _drill_issues(
+    file: str, path: JsonPath, drill: dict[str, Any], context: _Context
+) -> Iterator[Issue]:
+    """Stages of set-up, checks and tear-down; check patterns and statuses; hooks."""
+    for key in ("set-up", "tear-down"):
+        for i, stage in enumerate(_list(drill.get(key))):
+            yield from _stage_issues(file, (*path, key, i), stage, context)
+    for i, check in enumerate(_list(drill.get("checks"))):
+        check = _dict(check)
+        where: JsonPath = (*path, "checks", i)
+        yield from _stage_issues(file, (*where, "run"), check.get("run"), context)
+        if _is_int_or_str(check.get("expect-status")):
+            yield from _parsed(
+                file, (*where, "expect-status"), check["expect-status"], ExitCodeSpec.parse
+            )
+        if isinstance(check.get("expect-output"), str):
+            yield from _parsed(file, (*where, "expect-output"), check["expect-output"], _regex)
+    for key in ("on-success", "on-failure"):
+        for i, hook in enumerate(_list(drill.get(key))):
+            yield from _hook_issues(file, (*path, key, i), hook, context)
+
+
+def _regex(pattern: str) -> None:
+    try:
+        re.compile(pattern, re.MULTILINE)
+    except re.error as error:
+        raise ValueError(f"a Python regular expression ({error})") from None
 
 
 def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> Iterator[Issue]:
@@ -357,6 +389,10 @@ def _object_issues(
             )
         for j, stage in enumerate(_list(obj.get("pipeline"))):
             yield from _stage_issues(file, (*path, "pipeline", j), stage, context)
+        for j, stage in enumerate(_list(obj.get("restore"))):
+            yield from _stage_issues(file, (*path, "restore", j), stage, context)
+        for j, stage in enumerate(_list(_dict(obj.get("drill")).get("restore"))):
+            yield from _stage_issues(file, (*path, "drill", "restore", j), stage, context)
 
 
 def _object_path_issues(
