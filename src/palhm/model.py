@@ -123,12 +123,32 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderValue:
+    """An HTTP header's value: written in the config, or read at send time from a
+    file (first line) or an environment variable, so tokens stay out of configs."""
+
+    value: str | None = None
+    file: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PingHook:
-    """HTTP(S) ping in the healthchecks style (SPEC C7)."""
+    """An HTTP(S) request (healthchecks, ntfy, Gotify, webhooks ...).
+
+    `url`, `body` and the strings of `body_json` are templates ({task}, {status} ...,
+    see hooks.py). `retries` more attempts after a failure, waiting `retry_delay`
+    seconds, doubled after each attempt.
+    """
 
     url: str
     timeout: float = 10.0
     method: str = "GET"
+    headers: tuple[tuple[str, HeaderValue], ...] = ()
+    body: str | None = None
+    body_json: Any = None
+    retries: int = 0
+    retry_delay: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +161,9 @@ class MailHook:
     subject: str | None = None
 
 
-Hook: TypeAlias = PingHook | MailHook
+Notification: TypeAlias = PingHook | MailHook
+Hook: TypeAlias = PingHook | MailHook | Exec | TaskRef | Builtin
+"""A hook item: a notification, or a command run like a routine item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +171,7 @@ class Hooks:
     on_start: tuple[Hook, ...] = ()
     on_success: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
+    always: tuple[Hook, ...] = ()  # `finally`
 
 
 NO_HOOKS: Final = Hooks()

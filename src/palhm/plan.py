@@ -273,6 +273,7 @@ def hook_lines(hooks: Hooks) -> list[str]:
         ("on-start", hooks.on_start),
         ("on-success", hooks.on_success),
         ("on-failure", hooks.on_failure),
+        ("finally", hooks.always),
     ):
         lines.extend(f"{INDENT}{event}: {describe_hook(hook)}" for hook in items)
     return lines

@@ -19,7 +19,17 @@ def run_task(config: Config, task_id: str, *, verbosity: int) -> None:
 
     task = config.tasks[task_id]
     log.info("task '%s': starting", task_id)
-    run_with_hooks(config, task, lambda: _run(config, task, verbosity=verbosity))
+
+    def run_pointer(pointed: str) -> None:
+        run_task(config, pointed, verbosity=verbosity)
+
+    run_with_hooks(
+        config,
+        task,
+        lambda: _run(config, task, verbosity=verbosity),
+        run_task=run_pointer,
+        verbosity=verbosity,
+    )
     log.info("task '%s': done", task_id)
 
 

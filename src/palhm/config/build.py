@@ -37,6 +37,7 @@ _HOOK_KEYS: Final = (
     ("on-start", "on_start"),
     ("on-success", "on_success"),
     ("on-failure", "on_failure"),
+    ("finally", "always"),
 )
 
 Execs = Mapping[str, model.Exec]
@@ -111,7 +112,7 @@ def _env(raw: Mapping[str, str] | None) -> Mapping[str, str]:
 def task(data: Mapping[str, Any], execs: Execs) -> model.Task:
     if data["type"] == "routine":
         items = tuple(routine_item(item, execs) for item in data["routine"])
-        return model.RoutineTask(id=data["id"], items=items, hooks=hooks(data))
+        return model.RoutineTask(id=data["id"], items=items, hooks=hooks(data, execs))
     return backup_task(data, execs)
 
 
@@ -146,7 +147,7 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
         prefix=prefix(params.get("prefix")),
         retention=retention(params),
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
-        hooks=hooks(data),
+        hooks=hooks(data, execs),
     )
 
 
@@ -197,17 +198,28 @@ def retention(params: Mapping[str, Any]) -> model.RetentionPolicy:
 # --------------------------------------------------------------------------- hooks, mail
 
 
-def hooks(data: Mapping[str, Any]) -> model.Hooks:
-    lists = {attribute: tuple(hook(h) for h in data.get(key, ())) for key, attribute in _HOOK_KEYS}
+def hooks(data: Mapping[str, Any], execs: Execs) -> model.Hooks:
+    lists = {
+        attribute: tuple(hook(h, execs) for h in data.get(key, ())) for key, attribute in _HOOK_KEYS
+    }
     return model.Hooks(**lists) if any(lists.values()) else model.NO_HOOKS
 
 
-def hook(data: Mapping[str, Any]) -> model.Hook:
+def hook(data: Mapping[str, Any], execs: Execs) -> model.Hook:
+    if data["type"] not in ("ping", "mail"):
+        return routine_item(data, execs)  # a command: run like a routine item
     if data["type"] == "ping":
         return model.PingHook(
             url=data["url"],
             timeout=float(data.get("timeout", default_of("hook-ping", "timeout"))),
             method=data.get("method", default_of("hook-ping", "method")),
+            headers=tuple(
+                (name, _header_value(value)) for name, value in data.get("headers", {}).items()
+            ),
+            body=data.get("body"),
+            body_json=data.get("body-json"),
+            retries=int(data.get("retries", default_of("hook-ping", "retries"))),
+            retry_delay=float(data.get("retry-delay", default_of("hook-ping", "retry-delay"))),
         )
     return model.MailHook(
         mua=data["mua"],
@@ -215,6 +227,12 @@ def hook(data: Mapping[str, Any]) -> model.Hook:
         mua_param=mua_param(data["mua"], [data.get("mua-param", {})]),
         subject=data.get("subject"),
     )
+
+
+def _header_value(raw: Any) -> model.HeaderValue:
+    if isinstance(raw, str):
+        return model.HeaderValue(value=raw)
+    return model.HeaderValue(file=raw.get("file"), env=raw.get("env"))
 
 
 def mua_param(mua: str, layers: list[Mapping[str, Any]]) -> Mapping[str, Any]:

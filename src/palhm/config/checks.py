@@ -23,7 +23,7 @@ from palhm.modules import MODULES
 from palhm.mua import MUAS
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
-HOOK_KEYS: Final = ("on-start", "on-success", "on-failure")
+HOOK_KEYS: Final = ("on-start", "on-success", "on-failure", "finally")
 _LIMIT_KEYS: Final = ("nb-copy-limit", "root-size-limit")
 _MODE_KEYS: Final = ("dmode", "fmode")
 
@@ -173,6 +173,9 @@ def _task_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
 def _hook_issues(file: str, path: JsonPath, hook: Any, context: _Context) -> Iterator[Issue]:
     if not isinstance(hook, dict):
         return
+    if hook.get("type") not in ("ping", "mail"):
+        yield from _stage_issues(file, path, hook, context)
+        return
     if hook.get("type") == "mail" and (
         message := _needs_module("MUA", hook.get("mua"), context.modules)
     ):
@@ -291,16 +294,17 @@ def _object_path_issues(
 def _task_cycle_issues(merged: Merged) -> Iterator[Issue]:
     edges: dict[str, list[tuple[str, tuple[str, JsonPath]]]] = {}
     for task_id, entry in merged.task_ids.items():
-        for i, item in enumerate(_list(entry.data.get("routine"))):
-            target = _dict(item).get("task-id")
-            if (
-                _dict(item).get("type") == "task"
-                and isinstance(target, str)
-                and target in merged.task_ids
-            ):
-                edges.setdefault(task_id, []).append(
-                    (target, (entry.file, entry.at("routine", i, "task-id")))
-                )
+        for key in ("routine", *HOOK_KEYS):  # hooks may point at tasks too
+            for i, item in enumerate(_list(entry.data.get(key))):
+                target = _dict(item).get("task-id")
+                if (
+                    _dict(item).get("type") == "task"
+                    and isinstance(target, str)
+                    and target in merged.task_ids
+                ):
+                    edges.setdefault(task_id, []).append(
+                        (target, (entry.file, entry.at(key, i, "task-id")))
+                    )
     for cycle, (file, path) in find_cycles(edges):
         yield Issue(file, path, "task cycle: " + " -> ".join(cycle))
 
