@@ -30,7 +30,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,19 +38,22 @@ from typing import Final
 
 from palhm import faults, interrupts
 from palhm.backends import backend_class
-from palhm.backends.base import Backend, CopyWriter
+from palhm.backends.base import Backend, CopyInfo, CopyWriter
 from palhm.checksum import new_hasher
 from palhm.errors import BackendError, Cancelled, LockedError, RotationError
 from palhm.execute import PipelineResult, run_pipeline
 from palhm.graph import GroupSchedule
+from palhm.guards import SuspectCopyError, previous_sizes, suspect_reasons
 from palhm.manifest import (
     Manifest,
     ObjectRecord,
     StageRecord,
     building_manifest,
     encode_manifest,
+    parse_manifest,
 )
 from palhm.model import DEFAULT_VL, BackupObject, BackupTask
+from palhm.pins import read_pins
 from palhm.prefix import make_prefix
 from palhm.progress import ProgressBoard, open_board
 from palhm.rotation import RotationPlan, plan_rotation
@@ -97,14 +100,27 @@ def run_backup(
     with _errors_name_task(task), backend.lock():
         faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
         _remove_incomplete(backend, task)
+        baseline = _baseline(backend, task) if task.max_shrink is not None else None
         interrupts.check()
         start = datetime.now(UTC)
         prefix = make_prefix(task.prefix, start)
         building = encode_manifest(building_manifest(task.id, prefix, start))
         with copy_transaction(backend, prefix, building_manifest=building) as copy:
             records = _ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
+            suspect = suspect_reasons(
+                task,
+                records,
+                previous_sizes(baseline),
+                previous_prefix=baseline.prefix if baseline else None,
+            )
             manifest = Manifest(
-                task.id, prefix, start, datetime.now(UTC), records, host=socket.gethostname()
+                task.id,
+                prefix,
+                start,
+                datetime.now(UTC),
+                records,
+                host=socket.gethostname(),
+                suspect=suspect,
             )
             faults.crashpoint("before-commit")  # test facility (tests/reliability)
             interrupts.check()  # a signal after the last object still means "no copy"
@@ -115,8 +131,58 @@ def run_backup(
             "task '%s': copy %s committed: %d object(s), %d bytes",
             task.id, location, len(records), manifest.size,
         )  # fmt: skip
+        if suspect:
+            raise _suspect_error(task, location, manifest)
         plan = rotate(backend, task, current=prefix)
     return BackupResult(task.id, prefix, location, manifest, plan)
+
+
+def _suspect_error(task: BackupTask, location: str, manifest: Manifest) -> SuspectCopyError:
+    """The copy is committed but looks wrong: no rotation, and the run fails."""
+    for reason in manifest.suspect:
+        log.error("task '%s': copy %s is suspect: %s", task.id, manifest.prefix, reason)
+    result = BackupResult(task.id, manifest.prefix, location, manifest, RotationPlan((), ()))
+    lines = [
+        f"task '{task.id}': copy {location} is suspect: kept and marked in its manifest;"
+        " rotation skipped, no older copy removed"
+    ]
+    lines.extend(f"  {reason}" for reason in manifest.suspect)
+    return SuspectCopyError("\n".join(lines), result)
+
+
+def suspect_copies(backend: Backend, copies: Sequence[CopyInfo]) -> frozenset[str]:
+    """Prefixes of the complete copies whose manifest marks them suspect (an unreadable
+    manifest is not a mark: rotation treats that copy as before)."""
+    found = set()
+    for info in copies:
+        if info.state != "complete":
+            continue
+        try:
+            data = backend.read_manifest(info.prefix)
+            if data is not None and parse_manifest(data).suspect:
+                found.add(info.prefix)
+        except (BackendError, ValueError):
+            continue
+    return frozenset(found)
+
+
+def _baseline(backend: Backend, task: BackupTask) -> Manifest | None:
+    """The manifest of the newest complete, non-suspect copy: what max-shrink compares
+    with. None when there is none (a copy whose manifest cannot be read is skipped)."""
+    for info in reversed(backend.list_copies()):
+        if info.state != "complete":
+            continue
+        try:
+            data = backend.read_manifest(info.prefix)
+            manifest = parse_manifest(data) if data is not None else None
+        except (BackendError, ValueError) as error:
+            log.warning(
+                "task '%s': cannot read the manifest of %s: %s", task.id, info.prefix, error
+            )
+            continue
+        if manifest is not None and manifest.state == "complete" and not manifest.suspect:
+            return manifest
+    return None
 
 
 def _make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
@@ -162,7 +228,14 @@ def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
         copies = backend.list_copies()
     except BackendError as error:
         raise RotationError(f"task '{task.id}': {error}; {safe}") from error
-    plan = plan_rotation(copies, task.retention, current=current, now=datetime.now().astimezone())
+    plan = plan_rotation(
+        copies,
+        task.retention,
+        current=current,
+        now=datetime.now().astimezone(),
+        suspect=suspect_copies(backend, copies),
+        pinned=read_pins(backend),
+    )
     for kept in plan.keep:
         log.debug("keeping copy %s: %s", kept.copy.location, ", ".join(kept.reasons))
     for doomed in plan.remove:

@@ -20,6 +20,7 @@ from palhm import __version__
 from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
 
 if TYPE_CHECKING:
+    from palhm.hooks import RunReport
     from palhm.model import Config
 
 log = logging.getLogger("palhm")
@@ -64,6 +65,9 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
     run.add_argument("task", nargs="?", default="", help="task id")
     run.add_argument("-n", "--dry-run", action="store_true", help="print the plan and run nothing")
+    run.add_argument(
+        "--json", action="store_true", help="print a JSON summary of the run on stdout"
+    )
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
         "action",
@@ -148,8 +152,15 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(runner.plan_text(config, task_id))
         return
     interrupts.install_handlers()
-    runner.run_task(config, task_id, verbosity=verbosity)
+    on_report = _print_json if args.json else None
+    runner.run_task(config, task_id, verbosity=verbosity, on_report=on_report)
     interrupts.check()
+
+
+def _print_json(report: RunReport) -> None:
+    json.dump(report.document(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def cmd_config(args: argparse.Namespace) -> None:

@@ -265,6 +265,8 @@ class _Session:
         from palhm.backup import BackupResult
 
         error = self.error
+        if result is None and error is not None:
+            result = getattr(error, "result", None)  # a suspect copy was committed
         backup = result if isinstance(result, BackupResult) else None
         return RunReport(
             self.task.id,

@@ -65,6 +65,7 @@ class Manifest:
     state: ManifestState = "complete"
     host: str = ""
     palhm_version: str = __version__
+    suspect: tuple[str, ...] = ()  # why the copy looks wrong (guards.py); () = fine
 
     @property
     def size(self) -> int:
@@ -91,6 +92,8 @@ def encode_manifest(manifest: Manifest) -> bytes:
         "size": manifest.size,
         "objects": [_encode_object(obj) for obj in manifest.objects],
     }
+    if manifest.suspect:
+        document["suspect"] = list(manifest.suspect)
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
 
 
@@ -150,6 +153,7 @@ def _decode(document: Mapping[str, Any]) -> Manifest:
         state=state,
         host=str(document.get("host", "")),
         palhm_version=str(document.get("palhm-version", "")),
+        suspect=tuple(str(reason) for reason in document.get("suspect", ())),
     )
 
 

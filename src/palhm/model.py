@@ -80,6 +80,7 @@ class BackupObject:
     pipeline: tuple[Exec, ...]
     group: str = DEFAULT_GROUP
     alloc_size: int | None = None
+    min_size: int | None = None  # smaller: the copy is suspect (guards.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ class BackupTask:
     retention: RetentionPolicy = RetentionPolicy()
     checksum: Literal["blake3", "sha256", "xxh3-128", "none"] = "blake3"
     hooks: Hooks = NO_HOOKS
+    max_shrink: float | None = None  # percent (guards.py)
 
 
 Task: TypeAlias = RoutineTask | BackupTask

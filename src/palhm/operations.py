@@ -124,16 +124,32 @@ def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
     backend = open_backend(config, task)
     copies = backend.list_copies()
     now = datetime.now(UTC)
+    marks = copy_marks(backend, copies)
     if as_json:
-        return json.dumps([_copy_json(c, now) for c in copies], indent=2) + "\n"
+        return json.dumps([_copy_json(c, now, marks) for c in copies], indent=2) + "\n"
     if not copies:
         return f"task '{task.id}': no copies in {backend.describe()}\n"
-    return _copy_table(task, backend, copies, now)
+    return _copy_table(task, backend, copies, now, marks)
 
 
-def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
+def copy_marks(backend: Backend, copies: Sequence[CopyInfo]) -> dict[str, list[str]]:
+    """prefix -> its marks: `pinned`, `suspect` (doc/operations.md)."""
+    from palhm.backup import suspect_copies
+    from palhm.pins import read_pins
+
+    pins, suspect = read_pins(backend), suspect_copies(backend, copies)
+    return {
+        c.prefix: [
+            m for m, on in (("pinned", c.prefix in pins), ("suspect", c.prefix in suspect)) if on
+        ]
+        for c in copies
+    }
+
+
+def _copy_json(copy: CopyInfo, now: datetime, marks: dict[str, list[str]]) -> dict[str, Any]:
     age = _age(copy, now)
     return {
+        "marks": marks.get(copy.prefix, []),
         "prefix": copy.prefix,
         "state": copy.state,
         "objects": copy.nb_objects,
@@ -145,7 +161,11 @@ def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
 
 
 def _copy_table(
-    task: BackupTask, backend: Backend, copies: Sequence[CopyInfo], now: datetime
+    task: BackupTask,
+    backend: Backend,
+    copies: Sequence[CopyInfo],
+    now: datetime,
+    marks: dict[str, list[str]],
 ) -> str:
     counted = [c for c in copies if c.counted]
     rows = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE")]
@@ -154,7 +174,7 @@ def _copy_table(
         rows.append(
             (
                 copy.prefix,
-                copy.state,
+                ",".join([copy.state, *marks.get(copy.prefix, [])]),
                 str(copy.nb_objects),
                 human_size(copy.size),
                 human_duration(age) if age is not None else "?",

@@ -18,7 +18,7 @@ for each kept copy, why it is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -44,6 +44,8 @@ WITHIN_LIMITS: Final = "within nb-copy-limit and root-size-limit"
 NOT_KEPT: Final = "kept by no keep-* rule"
 OVER_COUNT: Final = "nb-copy-limit"
 OVER_SIZE: Final = "root-size-limit"
+PINNED: Final = "pinned"
+SUPERSEDED: Final = "suspect copy, superseded by a newer good copy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,31 +67,62 @@ class RotationPlan:
 
 
 def plan_rotation(
-    copies: Sequence[CopyInfo], policy: RetentionPolicy, *, current: str, now: datetime
+    copies: Sequence[CopyInfo],
+    policy: RetentionPolicy,
+    *,
+    current: str,
+    now: datetime,
+    suspect: Collection[str] = frozenset(),
+    pinned: Collection[str] = frozenset(),
 ) -> RotationPlan:
     """Decide which counted copies to delete; see the module docstring.
 
     `current` is the prefix of the copy just committed; `now` (aware) gives the time
-    zone of calendar buckets. Raises ValueError if a copy's prefix does not parse.
+    zone of calendar buckets. `suspect`: prefixes of copies marked suspect (they take
+    no keep-* slot, do not count against the limits, and go once a newer good copy
+    exists); `pinned`: prefixes never removed. Raises ValueError if a copy's prefix
+    does not parse.
     """
-    dated = _oldest_first(copies)
-    reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in dated}
+    everything = _oldest_first(copies)
+    dated = [(c, t) for c, t in everything if c.prefix not in suspect or c.prefix == current]
+    reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in everything}
     removed: dict[str, str] = {}
     if policy.has_keep_rules:
         _apply_keep_rules(dated, policy, now, reasons)
         removed = {c.prefix: NOT_KEPT for c, _ in dated if not reasons[c.prefix]}
-    if current in reasons:
-        reasons[current].insert(0, CURRENT)
-        removed.pop(current, None)
+    for prefix in (current, *(p for p in pinned if p in reasons)):
+        if prefix in reasons:
+            reasons[prefix].insert(0, CURRENT if prefix == current else PINNED)
+            removed.pop(prefix, None)
     survivors = [c for c, _ in dated if c.prefix not in removed]
-    removed.update(_apply_caps(survivors, policy, current))
+    removed.update(_apply_caps(survivors, policy, {current, *pinned}))
+    removed.update(_suspect_removals(everything, dated, suspect, pinned, current))
     keep = tuple(
         Decision(c, tuple(reasons[c.prefix]) or (WITHIN_LIMITS,))
-        for c, _ in dated
+        for c, _ in everything
         if c.prefix not in removed
     )
-    remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in dated if c.prefix in removed)
+    remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in everything if c.prefix in removed)
     return RotationPlan(keep, remove)
+
+
+def _suspect_removals(
+    everything: Sequence[tuple[CopyInfo, datetime]],
+    good: Sequence[tuple[CopyInfo, datetime]],
+    suspect: Collection[str],
+    pinned: Collection[str],
+    current: str,
+) -> dict[str, str]:
+    """Suspect copies older than the newest good copy go (unless pinned)."""
+    if not good:
+        return {}
+    newest_good = good[-1][1]
+    return {
+        c.prefix: SUPERSEDED
+        for c, when in everything
+        if c.prefix in suspect and c.prefix != current and c.prefix not in pinned
+        and when < newest_good
+    }  # fmt: skip
 
 
 def _oldest_first(copies: Sequence[CopyInfo]) -> list[tuple[CopyInfo, datetime]]:
@@ -140,8 +173,10 @@ def _bucket_rules(policy: RetentionPolicy) -> list[tuple[str, int]]:
     return [(rule, count) for rule, count in rules.items() if count is not None]
 
 
-def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str) -> dict[str, str]:
-    """Remove the oldest survivors (never the current copy) until both caps hold."""
+def _apply_caps(
+    survivors: list[CopyInfo], policy: RetentionPolicy, protected: Collection[str]
+) -> dict[str, str]:
+    """Remove the oldest survivors (never the current or a pinned copy) until both caps hold."""
     removed: dict[str, str] = {}
     count = len(survivors)
     size = sum(c.size for c in survivors)
@@ -150,7 +185,7 @@ def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str
         over_size = policy.root_size_limit.exceeded_by(size)
         if not (over_count or over_size):
             break
-        if copy.prefix == current:
+        if copy.prefix in protected:
             continue
         removed[copy.prefix] = OVER_COUNT if over_count else OVER_SIZE
         count -= 1

@@ -29,6 +29,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Literal
 
+from palhm.errors import BackendError
+
 MANIFEST_NAME = ".palhm-manifest.json"
 
 CopyState = Literal["complete", "legacy", "incomplete"]
@@ -139,6 +141,14 @@ class Backend(ABC):
 
     def after_commit(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Optional post-commit work (aws-s3: move objects to rot-storage-class)."""
+
+    def read_note(self, name: str) -> bytes | None:
+        """A small file palhm keeps at the root (`.palhm-pins.json`), or None. Optional."""
+        return None
+
+    def write_note(self, name: str, data: bytes) -> None:
+        """Replace a small file at the root atomically. Raises BackendError. Optional."""
+        raise BackendError(f"the {self.name} backend cannot store {name}")
 
     def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(path, size) of each object of a copy, manifest excluded. Optional."""

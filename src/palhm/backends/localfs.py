@@ -206,6 +206,22 @@ class LocalfsBackend(Backend):
         fsutil.fsync_dir(self.root)
         return doomed
 
+    # -- notes (pins) ----------------------------------------------------------------
+
+    def read_note(self, name: str) -> bytes | None:
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise BackendError(f"cannot read {self.root / name}: {error.strerror}") from None
+
+    def write_note(self, name: str, data: bytes) -> None:
+        try:
+            fsutil.write_durably(self.root / name, data, self.fmode)
+        except OSError as error:
+            raise BackendError(f"cannot write {self.root / name}: {error.strerror}") from None
+
     # -- reading -------------------------------------------------------------------
 
     def read_manifest(self, prefix: str) -> bytes | None:

@@ -321,6 +321,22 @@ class S3Backend(Backend):
                 self, entry["Key"], entry["Size"], self.rot_storage_class
             )
 
+    def read_note(self, name: str) -> bytes | None:
+        key = f"{self.root}/{name}" if self.root else name
+        try:
+            with self.errors(f"s3://{self.bucket}/{key}", "reading"):
+                body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except BackendError as exc:
+            if exc.__cause__ is not None and aws.error_code(exc.__cause__) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return body
+
+    def write_note(self, name: str, data: bytes) -> None:
+        key = f"{self.root}/{name}" if self.root else name
+        with self.errors(f"s3://{self.bucket}/{key}", "writing"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
     def read_manifest(self, prefix: str) -> bytes | None:
         key = self.key(prefix, MANIFEST_NAME)
         try:

@@ -21,6 +21,7 @@ from palhm import model
 from palhm.config.convert import normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
+from palhm.guards import parse_percent
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 _LIFTED: Final = frozenset(
@@ -148,6 +149,7 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
         retention=retention(params),
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
         hooks=hooks(data, execs),
+        max_shrink=parse_percent(data["max-shrink"]) if "max-shrink" in data else None,
     )
 
 
@@ -158,6 +160,7 @@ def backup_object(data: Mapping[str, Any], execs: Execs) -> model.BackupObject:
         pipeline=tuple(stage(s, execs) for s in data["pipeline"]),
         group=data.get("group", default_of("backup-object", "group")),
         alloc_size=int(alloc) if alloc is not None else None,
+        min_size=int(data["min-size"]) if "min-size" in data else None,
     )
 
 

@@ -18,6 +18,7 @@ from palhm.config.convert import expected, normalise_object_path, parse_limit
 from palhm.config.merge import Entry, Merged
 from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
 from palhm.config.validate import schema_issues
+from palhm.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
 from palhm.mua import MUAS
@@ -190,6 +191,8 @@ def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
     yield from _backend_param_issues(
         file, entry.at("backend-param"), _dict(task.get("backend-param"))
     )
+    if _is_number(task.get("max-shrink")) or isinstance(task.get("max-shrink"), str):
+        yield from _parsed(file, entry.at("max-shrink"), task["max-shrink"], parse_percent)
     groups = _list(task.get("object-groups"))
     yield from _group_issues(file, entry.path, groups)
     known_groups = [DEFAULT_GROUP] + [
