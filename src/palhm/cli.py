@@ -86,6 +86,13 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     verify = commands.add_parser("verify", help="re-read a copy and compare it with its manifest")
     verify.add_argument("task", help="backup task id")
     verify.add_argument("prefix", nargs="?", default="latest", help="copy (default: latest)")
+    for name, verb in (
+        ("pin", "never rotate a copy away"),
+        ("unpin", "let rotation remove a copy again"),
+    ):
+        pin = commands.add_parser(name, help=f"{verb} (shown in 'list')")
+        pin.add_argument("task", help="backup task id")
+        pin.add_argument("prefix", help="copy prefix, or 'latest'")
     get = commands.add_parser("get", help="stream one object of a copy to stdout")
     get.add_argument("task", help="backup task id")
     get.add_argument("prefix", help="copy prefix, or 'latest'")
@@ -222,7 +229,17 @@ def cmd_get(args: argparse.Namespace) -> None:
     operations.get_object(config, task, args.prefix, args.path, sys.stdout.buffer)
 
 
+def cmd_pin(args: argparse.Namespace) -> None:
+    from palhm import operations
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    sys.stdout.write(operations.pin(config, task, args.prefix, pinned=args.command == "pin"))
+
+
 COMMANDS: Final[dict[str, Handler]] = {
+    "pin": cmd_pin,
+    "unpin": cmd_pin,
     "run": cmd_run,
     "config": cmd_config,
     "schema": cmd_schema,

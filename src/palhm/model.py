@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
+from palhm.durations import Duration
 from palhm.values import DEFAULT_EC, INFINITE, ExitCodeSpec, Limit
 
 DEFAULT_VL: Final = 3
@@ -107,12 +108,14 @@ class RetentionPolicy:
     keep_weekly: int | None = None
     keep_monthly: int | None = None
     keep_yearly: int | None = None
+    keep_within: Duration | None = None
 
     @property
     def has_keep_rules(self) -> bool:
         return any(
             v is not None
             for v in (
+                self.keep_within,
                 self.keep_last,
                 self.keep_hourly,
                 self.keep_daily,

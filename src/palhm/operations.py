@@ -194,6 +194,25 @@ def _copy_table(
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- pin
+
+
+def pin(config: Config, task: BackupTask, prefix: str, *, pinned: bool) -> str:
+    """Pin (rotation never removes it) or unpin one complete or legacy copy, under the
+    root's lock so a running rotation never misses a pin. The line to print."""
+    from palhm.pins import set_pin
+
+    backend = open_backend(config, task)
+    with backend.lock():
+        copy = resolve_copy(backend, task, prefix, legacy_latest=True)
+        if not copy.counted:
+            raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")
+        changed = set_pin(backend, copy.prefix, pinned=pinned)
+    word = "pinned" if pinned else "unpinned"
+    already = "" if changed else " (it already was)"
+    return f"task '{task.id}': copy {copy.prefix} {word}{already}\n"
+
+
 # --------------------------------------------------------------------------- verify
 
 

@@ -146,6 +146,12 @@ def _apply_keep_rules(
 ) -> None:
     """Add the name of every keep-* rule that keeps a copy to its reasons."""
     newest_first = dated[::-1]
+    if policy.keep_within is not None and newest_first:
+        # restic: measured from the newest copy, not from now; strictly after the cut
+        cut = policy.keep_within.before(newest_first[0][1].astimezone(now.tzinfo))
+        for copy, when in newest_first:
+            if when > cut:
+                reasons[copy.prefix].append(f"keep-within {policy.keep_within}")
     if policy.keep_last is not None:
         for copy, _ in newest_first[: max(policy.keep_last, 0)]:
             reasons[copy.prefix].append("keep-last")

@@ -21,12 +21,14 @@ from palhm import model
 from palhm.config.convert import normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
+from palhm.durations import parse_duration
 from palhm.guards import parse_percent
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 _LIFTED: Final = frozenset(
     {"prefix", "nb-copy-limit", "root-size-limit"}
     | {f"keep-{unit}" for unit in ("last", "hourly", "daily", "weekly", "monthly", "yearly")}
+    | {"keep-within"}
 )
 _OVERRIDES: Final = (("vl-stderr", "vl_stderr"), ("vl-stdout", "vl_stdout"), ("timeout", "timeout"))
 _PARAM_DEFINITIONS: Final = {
@@ -190,7 +192,13 @@ def prefix(raw: Mapping[str, Any] | None) -> model.PrefixSpec:
 
 
 def retention(params: Mapping[str, Any]) -> model.RetentionPolicy:
-    keeps = {snake(key): int(value) for key, value in params.items() if key.startswith("keep-")}
+    keeps: dict[str, Any] = {
+        snake(key): int(value)
+        for key, value in params.items()
+        if key.startswith("keep-") and key != "keep-within"
+    }
+    if "keep-within" in params:
+        keeps["keep_within"] = parse_duration(params["keep-within"])
     return model.RetentionPolicy(
         nb_copy_limit=parse_limit(params.get("nb-copy-limit", "Infinity")),
         root_size_limit=parse_limit(params.get("root-size-limit", "Infinity")),

@@ -18,6 +18,7 @@ from palhm.config.convert import expected, normalise_object_path, parse_limit
 from palhm.config.merge import Entry, Merged
 from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
 from palhm.config.validate import schema_issues
+from palhm.durations import parse_duration
 from palhm.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
@@ -206,6 +207,8 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
         value = params.get(key)
         if _is_number(value) or isinstance(value, str):
             yield from _parsed(file, (*path, key), value, parse_limit)
+    if isinstance(params.get("keep-within"), str):
+        yield from _parsed(file, (*path, "keep-within"), params["keep-within"], parse_duration)
     for key in _MODE_KEYS:
         if _is_int_or_str(params.get(key)):
             yield from _parsed(file, (*path, key), params[key], parse_mode)
