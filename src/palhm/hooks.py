@@ -207,6 +207,7 @@ def run_with_hooks(
     session = _Session(config, task, run_task=run_task, verbosity=verbosity)
     with _captured_log() as tail:
         session.tail = tail
+        log.info("task '%s': starting", task.id)
         try:
             result = session.run(action)
         finally:
@@ -403,12 +404,13 @@ def send_ping(hook: PingHook, report: RunReport, *, cancel: threading.Event | No
 
     After a signal there is one attempt of at most SIGNALLED_TIMEOUT seconds."""
     values = report.fields()
-    url = render(hook.url, values)
+    url = render(hook.url, {k: urllib.parse.quote(v, safe="") for k, v in values.items()})
     body, content_type = _body(hook, report, values)
     headers = {"User-Agent": f"palhm/{__version__}"}
     if body is not None:
         headers["Content-Type"] = content_type
-    headers.update({name: header_value(name, value) for name, value in hook.headers})
+    one_line = {k: " ".join(v.split()) for k, v in values.items()}  # no header injection
+    headers.update({name: header_value(name, value, one_line) for name, value in hook.headers})
     signalled = interrupts.received_signal() is not None
     attempts = 1 if signalled else 1 + hook.retries
     timeout = min(hook.timeout, SIGNALLED_TIMEOUT) if signalled else hook.timeout
@@ -444,8 +446,9 @@ def _body(hook: PingHook, report: RunReport, values: Mapping[str, str]) -> tuple
     return text.encode(), "text/plain; charset=utf-8"
 
 
-def header_value(name: str, source: HeaderValue) -> str:
-    """A header's value, read now. Raises OSError naming the file or variable."""
+def header_value(name: str, source: HeaderValue, values: Mapping[str, str]) -> str:
+    """A header's value, read now (a written one is a template). Raises OSError naming
+    the file or variable."""
     if source.file is not None:
         with open(source.file, encoding="utf-8") as file:
             lines = file.read().splitlines()
@@ -455,7 +458,7 @@ def header_value(name: str, source: HeaderValue) -> str:
         if value is None:
             raise OSError(f"header {name}: environment variable {source.env} is not set")
         return value
-    return source.value or ""
+    return render(source.value or "", values)
 
 
 def http_request(
@@ -615,16 +618,24 @@ def _captured_log() -> Iterator[collections.deque[str]]:
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     handler = _TailHandler(tail)
     root = logging.getLogger()
+    # INFO lines go to the tail even under -q; the other handlers keep their level
+    saved = root.level, [(h, h.level) for h in root.handlers]
+    for other, level in saved[1]:
+        other.setLevel(max(level, saved[0]))
+    root.setLevel(min(saved[0], logging.INFO))
     root.addHandler(handler)
     try:
         yield tail
     finally:
         root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for other, level in saved[1]:
+            other.setLevel(level)
 
 
 class _TailHandler(logging.Handler):
     def __init__(self, tail: collections.deque[str]) -> None:
-        super().__init__()
+        super().__init__(logging.INFO)
         self.tail = tail
 
     def emit(self, record: logging.LogRecord) -> None:

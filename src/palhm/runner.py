@@ -30,7 +30,6 @@ def run_task(
     from palhm.hooks import run_with_hooks
 
     task = config.tasks[task_id]
-    log.info("task '%s': starting", task_id)
 
     def run_pointer(pointed: str) -> None:
         run_task(config, pointed, verbosity=verbosity)
