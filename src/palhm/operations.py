@@ -223,6 +223,37 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     (missing object, size differs, checksum differs, object not in the manifest),
     or saying why the copy cannot be verified; UsageError for an unknown prefix.
     """
+    tally: list[int] = []  # bytes read, one entry per object read
+    try:
+        report = _verify(config, task, prefix, tally)
+    except UsageError:
+        raise  # a mistyped prefix says nothing about the copies
+    except BaseException:
+        _verify_metrics(config, task, success=False, tally=tally)
+        raise
+    _verify_metrics(config, task, success=True, tally=tally)
+    return report
+
+
+def _verify_metrics(config: Config, task: BackupTask, *, success: bool, tally: list[int]) -> None:
+    """Write the verify series to the metrics textfile, if the config names one."""
+    import logging
+    import time
+
+    from palhm.metrics import VerifyMetrics, update_textfile
+
+    if config.metrics_textfile is None:
+        return
+    run = VerifyMetrics(task.id, time.time(), success, len(tally), sum(tally))
+    try:
+        update_textfile(config.metrics_textfile, run)
+    except OSError as error:
+        logging.getLogger(__name__).warning(
+            "task '%s': cannot write metrics to %s: %s", task.id, config.metrics_textfile, error
+        )
+
+
+def _verify(config: Config, task: BackupTask, prefix: str, tally: list[int]) -> str:
     backend = open_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=False)
     if copy.state != "complete":
@@ -230,7 +261,7 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     manifest = load_manifest(backend, task, copy)
     problems: list[str] = []
     for record in manifest.objects:
-        problems.extend(_check_object(backend, task, copy.prefix, record))
+        problems.extend(_check_object(backend, task, copy.prefix, record, tally=tally))
     problems.extend(_extra_objects(backend, copy.prefix, manifest))
     head = f"task '{task.id}': copy {copy.prefix} in {backend.describe()}"
     if problems:
@@ -252,12 +283,20 @@ def _unverifiable(task: BackupTask, copy: CopyInfo) -> str:
 
 
 def _check_object(
-    backend: Backend, task: BackupTask, prefix: str, record: ObjectRecord
+    backend: Backend,
+    task: BackupTask,
+    prefix: str,
+    record: ObjectRecord,
+    *,
+    tally: list[int] | None = None,
 ) -> list[str]:
-    """The differences between a stored object and its manifest record ([] if none)."""
+    """The differences between a stored object and its manifest record ([] if none);
+    the bytes read are appended to `tally`."""
     try:
         with backend.open_object_reader(prefix, record.path) as reader:
             size, digest = _read_all(reader, record.checksum_algorithm, block_size(task))
+        if tally is not None:
+            tally.append(size)
     except BackendError as error:
         return [f"missing object: {record.path} ({_first_line(error)})"]
     except ValueError as error:  # unknown checksum algorithm in the manifest
