@@ -30,6 +30,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from palhm import faults, interrupts
 from palhm.backends import backend_class
 from palhm.backends.base import Backend, CopyInfo, CopyWriter
 from palhm.checksum import new_hasher
-from palhm.errors import BackendError, Cancelled, LockedError, RotationError
+from palhm.errors import BackendError, Cancelled, LockedError, PipelineError, RotationError
 from palhm.execute import PipelineResult, run_pipeline
 from palhm.graph import GroupSchedule
 from palhm.guards import SuspectCopyError, previous_sizes, suspect_reasons
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
 POLL_INTERVAL: Final = 0.1  # s: longest the main thread waits before looking at signals
+LOCK_POLL: Final = 1.0  # s between two tries to take a held lock (lock-wait)
+RETRY_DELAY_MAX: Final = 3600.0  # s: an object's doubling retry delay stops growing here
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ def run_backup(
     """
     backend = _make_backend(task, modules)
     interrupts.check()
-    with _errors_name_task(task), backend.lock():
+    with _errors_name_task(task), _lock(backend, task):
         faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
         _remove_incomplete(backend, task)
         baseline = _baseline(backend, task) if task.max_shrink is not None else None
@@ -183,6 +186,33 @@ def _baseline(backend: Backend, task: BackupTask) -> Manifest | None:
         if manifest is not None and manifest.state == "complete" and not manifest.suspect:
             return manifest
     return None
+
+
+@contextlib.contextmanager
+def _lock(backend: Backend, task: BackupTask) -> Iterator[None]:
+    """backend.lock(), trying again for up to `lock-wait` seconds while another run
+    holds it (a signal ends the wait: Interrupted)."""
+    with contextlib.ExitStack() as stack:
+        _acquire(stack, backend, task)
+        yield
+
+
+def _acquire(stack: contextlib.ExitStack, backend: Backend, task: BackupTask) -> None:
+    deadline = time.monotonic() + task.lock_wait
+    announced = False
+    while True:
+        try:
+            stack.enter_context(backend.lock())
+            return
+        except LockedError as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if not announced:
+                log.info("task '%s': %s; waiting up to %g s", task.id, error, task.lock_wait)
+                announced = True
+        if interrupts.CANCEL.wait(min(LOCK_POLL, left)):
+            interrupts.check()
 
 
 def _make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
@@ -390,7 +420,7 @@ class _ObjectBuilder:
             self.board.start(obj.path)
             progress = self.board.reporter(obj.path)
         try:
-            result = self._run_pipeline(obj, context, progress)
+            result, attempts = self._attempts(obj, context, progress)
             faults.crashpoint("object-closed")  # test facility (tests/reliability)
         except BackendError as error:
             if str(error).startswith(context):
@@ -398,7 +428,30 @@ class _ObjectBuilder:
             raise type(error)(f"{context}: {error}") from error
         finally:
             self.board.finish(obj.path)
-        return _record(obj, self.task.checksum, result, start)
+        return _record(obj, self.task.checksum, result, start, attempts)
+
+    def _attempts(
+        self, obj: BackupObject, context: str, progress: Callable[[int], None] | None
+    ) -> tuple[PipelineResult, int]:
+        """Run the object's pipeline, again from scratch (new processes, a new sink)
+        after a failure while `retries` allow: (result, attempts made)."""
+        delay = obj.retry_delay
+        for attempt in range(1, obj.retries + 2):
+            try:
+                return self._run_pipeline(obj, context, progress), attempt
+            except (PipelineError, BackendError) as error:
+                if attempt > obj.retries or self.cancel.is_set():
+                    raise
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                log.warning(
+                    "%s: attempt %d of %d failed: %s; retrying in %g s",
+                    context, attempt, obj.retries + 1, first, delay,
+                )  # fmt: skip
+                self.copy.discard_object(obj.path)
+                if self.cancel.wait(delay):
+                    raise
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _run_pipeline(
         self, obj: BackupObject, context: str, progress: Callable[[int], None] | None
@@ -418,9 +471,16 @@ class _ObjectBuilder:
 
 
 def _record(
-    obj: BackupObject, algorithm: str, result: PipelineResult, start: datetime
+    obj: BackupObject, algorithm: str, result: PipelineResult, start: datetime, attempts: int = 1
 ) -> ObjectRecord:
     stages = tuple(StageRecord(s.argv, s.status, s.signal) for s in result.stages)
     return ObjectRecord(
-        obj.path, result.size, algorithm, result.digest, start, datetime.now(UTC), stages
+        obj.path,
+        result.size,
+        algorithm,
+        result.digest,
+        start,
+        datetime.now(UTC),
+        stages,
+        attempts=attempts,
     )

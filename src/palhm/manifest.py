@@ -53,6 +53,7 @@ class ObjectRecord:
     start: datetime
     end: datetime
     stages: tuple[StageRecord, ...]
+    attempts: int = 1  # 1 + the retries it took (backup-object `retries`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def _encode_object(obj: ObjectRecord) -> dict[str, Any]:
         "start": _time(obj.start),
         "end": _time(obj.end),
         "stages": [_encode_stage(s) for s in obj.stages],
+        "attempts": obj.attempts,
     }
 
 
@@ -167,6 +169,7 @@ def _decode_object(raw: Mapping[str, Any]) -> ObjectRecord:
         start=_parse_time(raw["start"]),
         end=_parse_time(raw["end"]),
         stages=tuple(_decode_stage(s) for s in raw.get("stages", ())),
+        attempts=int(raw.get("attempts", 1)),
     )
 
 

@@ -82,6 +82,8 @@ class BackupObject:
     group: str = DEFAULT_GROUP
     alloc_size: int | None = None
     min_size: int | None = None  # smaller: the copy is suspect (guards.py)
+    retries: int = 0  # more attempts after a failed one
+    retry_delay: float = 10.0  # s before the first retry, doubled after each
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,7 @@ class BackupTask:
     checksum: Literal["blake3", "sha256", "xxh3-128", "none"] = "blake3"
     hooks: Hooks = NO_HOOKS
     max_shrink: float | None = None  # percent (guards.py)
+    lock_wait: float = 0.0  # s to wait for the backend's lock
 
 
 Task: TypeAlias = RoutineTask | BackupTask

@@ -92,6 +92,10 @@ class CopyWriter(ABC):
     def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         """Create the object PATH (relative, normalised, may contain '/'). Thread-safe."""
 
+    def discard_object(self, path: str) -> None:  # noqa: B027 - optional
+        """Remove what a failed attempt left of object PATH before it starts again
+        (a backend that overwrites on open needs nothing)."""
+
     @abstractmethod
     def commit(self, manifest: bytes) -> None:
         """Write the final manifest last and make the copy visible atomically."""

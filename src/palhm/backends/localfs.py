@@ -112,9 +112,21 @@ class LocalfsBackend(Backend):
         return json.dumps(info).encode() + b"\n"
 
     def ensure_root(self) -> None:
-        """Create ROOT (and missing parents, `mkdir -p`) with dmode if it is missing."""
+        """Create ROOT (and missing parents, `mkdir -p`) with dmode if it is missing.
+        BackendError instead when `create-root` is false, or when `require-mount` is
+        true and ROOT is not a mount point (an unmounted disk must not fill `/`)."""
+        if self.params.get("require_mount") and not os.path.ismount(self.root):
+            state = "is not a mount point" if self.root.exists() else "does not exist"
+            raise BackendError(
+                f"the backup root {self.root} {state} (require-mount: is the backup disk mounted?)"
+            )
         if self.root.is_dir():
             return
+        if self.params.get("create_root") is False:
+            raise BackendError(
+                f"the backup root {self.root} does not exist (create-root is false:"
+                " is the backup disk mounted?)"
+            )
         try:
             created = fsutil.make_dirs(Path("/"), self.root.resolve(), self.dmode)
         except OSError as error:
@@ -285,6 +297,14 @@ class LocalfsCopyWriter(CopyWriter):
             raise BackendError(f"cannot create {target}: {error.strerror}") from None
         preallocated = bool(alloc_size) and fsutil.preallocate(fd, alloc_size or 0, target)
         return LocalfsSink(fd, target, truncate=preallocated)
+
+    def discard_object(self, path: str) -> None:
+        """Remove what a failed attempt left of STAGING/PATH, so it can start again."""
+        target = self._staging / _relative(path)
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as error:
+            raise BackendError(f"cannot remove {target}: {error.strerror}") from None
 
     def write_manifest(self, manifest: bytes) -> None:
         """Atomically (re)place STAGING/.palhm-manifest.json and make it durable."""

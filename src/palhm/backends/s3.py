@@ -39,7 +39,14 @@ from typing import IO, Any, Final
 
 from palhm import aws, faults
 from palhm.backends import s3_transition
-from palhm.backends.base import MANIFEST_NAME, Backend, CopyInfo, CopyState, CopyWriter
+from palhm.backends.base import (
+    MANIFEST_NAME,
+    Backend,
+    CopyInfo,
+    CopyState,
+    CopyWriter,
+    ObjectSink,
+)
 from palhm.backends.s3_lock import hold_lock, lock_path
 from palhm.backends.s3_reader import S3BodyReader
 from palhm.backends.s3_upload import (
@@ -52,6 +59,7 @@ from palhm.backends.s3_upload import (
 )
 from palhm.errors import BackendError, CollisionError
 from palhm.prefix import is_prefix, sort_by_prefix
+from palhm.throttle import Throttle, ThrottledSink, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,8 @@ class S3Backend(Backend):
         self._client: Any = None
         self._client_lock = threading.Lock()
         _check_part_size(self.part_size, task_id)
+        rate = params.get("upload_rate_limit")
+        self.upload_rate: float | None = parse_rate(rate) if rate is not None else None
 
     # -- names --------------------------------------------------------------------------
 
@@ -367,8 +377,10 @@ class S3CopyWriter(CopyWriter):
         self.backend = backend
         self.prefix = prefix
         self._budget = UploadBudget()  # parts in flight of all objects together
+        rate = backend.upload_rate
+        self._throttle = Throttle(rate) if rate is not None else None  # the whole copy's
 
-    def open_object(self, path: str, *, alloc_size: int | None) -> S3ObjectSink:
+    def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         backend = self.backend
         target = UploadTarget(
             client=backend.client,
@@ -378,7 +390,8 @@ class S3CopyWriter(CopyWriter):
             checksum=backend.checksum,
         )
         schedule = plan_parts(backend.part_size, alloc_size, LIMITS)
-        return S3ObjectSink(target, schedule, self._budget)
+        sink = S3ObjectSink(target, schedule, self._budget)
+        return ThrottledSink(sink, self._throttle) if self._throttle else sink
 
     def commit(self, manifest: bytes) -> None:
         self.backend.put_manifest(self.prefix, manifest, state="complete")

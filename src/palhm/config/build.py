@@ -152,6 +152,7 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
         hooks=hooks(data, execs),
         max_shrink=parse_percent(data["max-shrink"]) if "max-shrink" in data else None,
+        lock_wait=float(data.get("lock-wait", default_of("backup-task", "lock-wait"))),
     )
 
 
@@ -163,6 +164,8 @@ def backup_object(data: Mapping[str, Any], execs: Execs) -> model.BackupObject:
         group=data.get("group", default_of("backup-object", "group")),
         alloc_size=int(alloc) if alloc is not None else None,
         min_size=int(data["min-size"]) if "min-size" in data else None,
+        retries=int(data.get("retries", default_of("backup-object", "retries"))),
+        retry_delay=float(data.get("retry-delay", default_of("backup-object", "retry-delay"))),
     )
 
 

@@ -23,6 +23,7 @@ from palhm.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
 from palhm.mua import MUAS
+from palhm.throttle import parse_rate
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 HOOK_KEYS: Final = ("on-start", "on-success", "on-failure", "finally")
@@ -207,6 +208,9 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
         value = params.get(key)
         if _is_number(value) or isinstance(value, str):
             yield from _parsed(file, (*path, key), value, parse_limit)
+    rate = params.get("upload-rate-limit")
+    if _is_number(rate) or isinstance(rate, str):
+        yield from _parsed(file, (*path, "upload-rate-limit"), rate, parse_rate)
     if isinstance(params.get("keep-within"), str):
         yield from _parsed(file, (*path, "keep-within"), params["keep-within"], parse_duration)
     for key in _MODE_KEYS:
