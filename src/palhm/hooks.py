@@ -388,16 +388,6 @@ def notify(
         )
 
 
-def fire(hooks: Sequence[Hook], report: RunReport) -> None:
-    """Send every notification of `hooks` in order (commands are skipped)."""
-    event: Event = {"started": "on-start", "success": "on-success", "failure": "on-failure"}[
-        report.status
-    ]  # type: ignore[assignment]
-    for hook in hooks:
-        if isinstance(hook, PingHook | MailHook):
-            notify(hook, report, event=event, cancel=interrupts.CANCEL)
-
-
 def send_ping(hook: PingHook, report: RunReport, *, cancel: threading.Event | None = None) -> None:
     """Send the hook's request, with its retries. Raises on HTTP >= 400, a connection
     error or the timeout (the last attempt's), Cancelled when `cancel` is set.
