@@ -35,6 +35,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -462,17 +463,9 @@ def http_request(
 ) -> int:
     """One HTTP(S) request; returns the status. The whole exchange gets `timeout`
     seconds; `cancel` set cuts it short (Cancelled). Runs in a helper thread so the
-    caller can stop waiting at once: closing the socket ends that thread."""
-    parts = urllib.parse.urlsplit(url)
-    kind = (
-        http.client.HTTPSConnection
-        if parts.scheme.lower() == "https"
-        else http.client.HTTPConnection
-    )
-    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
+    caller can stop waiting at once: closing the socket ends that thread. The
+    http_proxy / https_proxy / no_proxy environment is honoured like urllib's."""
+    connection, target = _connection(url, timeout)
     outcome: dict[str, Any] = {}
 
     def exchange() -> None:
@@ -499,6 +492,28 @@ def http_request(
     if "error" in outcome:
         raise outcome["error"]
     return int(outcome["status"])
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """The connection to open for `url` (to a proxy when the environment names one)
+    and the request target to send on it."""
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    proxy = urllib.request.getproxies().get(parts.scheme.lower())
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if https:  # a CONNECT tunnel through the proxy; TLS end to end
+            tunnel = http.client.HTTPSConnection(
+                via.hostname or "", via.port or 8080, timeout=timeout
+            )
+            tunnel.set_tunnel(parts.hostname or "", port)
+            return tunnel, target
+        plain = http.client.HTTPConnection(via.hostname or "", via.port or 8080, timeout=timeout)
+        return plain, url  # a plain-HTTP proxy takes the absolute URL
+    kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    return kind(parts.hostname or "", port, timeout=timeout), target
 
 
 def _close(connection: http.client.HTTPConnection) -> None:

@@ -222,3 +222,21 @@ def test_request_bodies_never_reach_a_get(tmp_path: Path) -> None:
         run_palhm(["-f", str(ping_task(receiver, tmp_path, body="ignored")), "run"])
     ping: Ping = receiver.requests[0]
     assert (ping.method, ping.body) == ("GET", b"")
+
+
+def test_http_proxy_from_the_environment_is_used_like_urllib_does(tmp_path: Path) -> None:
+    """The receiver plays the proxy: it gets the absolute URL (no name is resolved)."""
+    with PingReceiver() as proxy:
+        task = {
+            "id": "default",
+            "type": "routine",
+            "routine": [],
+            "finally": [{"type": "ping", "url": "http://monitor.invalid/ping/{status}"}],
+        }
+        path = write_config(tmp_path / "palhm.conf", {"tasks": [task]})
+        env = {"http_proxy": proxy.url(""), "no_proxy": "", "NO_PROXY": ""}
+        result = run_palhm(["-f", str(path), "run"], env=env)
+    assert result.returncode == 0, result.stderr
+    (ping,) = proxy.requests
+    assert ping.path == "http://monitor.invalid/ping/success"
+    assert ping.headers["host"] == "monitor.invalid"
