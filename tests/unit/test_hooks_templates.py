@@ -32,7 +32,7 @@ def test_json_bodies_stay_valid_json_whatever_the_error_holds(error: str) -> Non
 def test_environment_of_a_failed_run() -> None:
     error = PipelineError("task 'db', object 'x', stage 1 (tar)", ["tar"], "exited with status 2")
     report = RunReport(
-        "db", "failure", 0.0, 1.25, error="\n".join(error.lines()), exit_code=exit_code(error)
+        "db", "failure", 0.0, 1.5, error="\n".join(error.lines()), exit_code=exit_code(error)
     )
     env = report.environment("on-failure")
     assert env["PALHM_TASK"] == "db"
