@@ -8,12 +8,11 @@ hashing in the pump threads of several objects runs in parallel.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Final, Protocol
 
-import blake3
-import xxhash
+# The hash modules are imported by the factory that needs them: a run with
+# `checksum: none` (or none at all) never loads them.
 
 DEFAULT_ALGORITHM: Final = "blake3"
 
@@ -33,15 +32,21 @@ class Hasher(Protocol):
 
 
 def _blake3() -> Hasher:
+    import blake3
+
     hasher: Hasher = blake3.blake3(max_threads=BLAKE3_MAX_THREADS)
     return hasher
 
 
 def _sha256() -> Hasher:
+    import hashlib
+
     return hashlib.sha256()
 
 
 def _xxh3_128() -> Hasher:
+    import xxhash
+
     hasher: Hasher = xxhash.xxh3_128()
     return hasher
 

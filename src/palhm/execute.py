@@ -18,21 +18,26 @@ API CONTRACT (other modules code against these signatures; keep them):
                  verbosity: int, hasher: Hasher | None = None,
                  block_size: int = 1 << 20, cancel: threading.Event | None = None,
                  progress: Callable[[int], None] | None = None) -> PipelineResult
-        Stages connected by OS pipes, no shell; first stdin /dev/null; the last
-        stage's stdout goes to sink.fileno() directly when hasher is None and the
-        sink offers an fd, else it is read in block_size chunks, hashed, and passed
-        to sink.write() (one reused buffer: the sink must not keep `data` after
-        write() returns). Every stage's status judged against its ec; the root
-        cause is reported (not an upstream SIGPIPE, SPEC B8). On failure, timeout
-        or `cancel` being set: terminate the process group, grace period, kill,
-        reap everything. sink.close() is called on success, sink.abort() on any
-        failure. Raises PipelineError naming `context` + stage index/label
-        ("task 't', object 'o', stage 2 (zstd)"), BackendError from the sink,
-        Cancelled when cancel was set. `progress(total_bytes)` is called from the
-        calling thread as data flows (fd path: from the sink fd's offset, which the
-        last stage shares). PipelineResult.size: the bytes counted on the read path,
-        sink.close()'s answer on the fd path. Descendants a stage left running in
-        the pipeline's process group are killed when the pipeline ends.
+        Stages connected by OS pipes, no shell; first stdin /dev/null. The last
+        stage always writes into a pipe that palhm empties into the sink, counting
+        every byte: spliced into sink.splice_fd() when hasher is None and the sink
+        offers one, else read in block_size chunks, hashed, and passed to
+        sink.write() (one reused buffer: the sink must not keep `data` after
+        write() returns). A sink that `discards` (null) gets nothing: the last
+        stage writes to /dev/null. Every stage's status judged against its ec; the
+        root cause is reported (not an upstream SIGPIPE, SPEC B8). On failure,
+        timeout or `cancel` being set: terminate the process group, grace period,
+        kill, reap everything. sink.close() is called on success, sink.abort() on
+        any failure. Raises PipelineError naming `context` + stage index/label
+        ("task 't', object 'o', stage 2 (zstd)"), BackendError from the sink (also
+        when the size it reports differs from the bytes palhm gave it), Cancelled
+        when cancel was set. `progress(total_bytes)` is called from the calling
+        thread as data flows. PipelineResult.size: the bytes palhm moved (0 when the
+        sink discards). Descendants a stage left running in the pipeline's process
+        group are killed when the pipeline ends; a process still holding the output
+        STRAY_GRACE s after every stage exited (e.g. started with setsid) ends the
+        object: palhm stops reading, kills it and warns (likewise a process holding
+        the input of a stage once every stage before it exited).
 
 Both are blocking and may be called from any thread, several at once. The caller
 keeps the ability to run Python signal handlers: waits are select() calls of at
@@ -50,6 +55,15 @@ How it works:
   blocks on a full stderr pipe.
 - Exits are observed with waitid(WNOWAIT) (woken by pidfds), which leaves the
   zombies in place until the end for the reason above.
+- The data path runs in the calling thread, between those waits (_Pump). The end
+  of an object is the end of its processes: once every stage exited, the output
+  pipe may stay open STRAY_GRACE more seconds (a child finishing its last write);
+  then palhm stops reading and SIGKILLs whatever still holds the pipe's write end.
+  Only palhm's own can: the pipe was made by palhm (close-on-exec) and given to
+  one stage alone. They are found in /proc and signalled through a pidfd. The
+  same holds between stages: when the stages before stage N all exited and the
+  pipe into stage N is still held open STRAY_GRACE s later, its holders are
+  killed, so stage N sees its end of input instead of waiting forever.
 
 Root cause of a failed pipeline, in order: cancel (Cancelled); the stage past
 its timeout; the sink's error; else the most downstream stage that failed on its
@@ -62,11 +76,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import logging
+import math
 import os
-import queue
 import selectors
 import signal
 import subprocess
@@ -89,17 +104,23 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL: Final = 0.1  # s: longest wait before `cancel` and timeouts are looked at
 GRACE_PERIOD: Final = 2.0  # s between SIGTERM and SIGKILL when terminating
-NB_BUFFERS: Final = 3  # data-path buffers per pipeline: one being read, two being written
+STRAY_GRACE: Final = 2.0  # s the output may stay open after every stage exited
 STDERR_TAIL_LINES: Final = 20  # lines of a child's stderr kept for its error message
 STDERR_WAIT: Final = 1.0  # s to wait for stderr EOF after the children are reaped
 PIPE_SIZE: Final = 1 << 20  # bytes asked for the data pipes (best effort)
 
 _F_SETPIPE_SZ: Final[int] = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ: Final[int] = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _PR_SET_PDEATHSIG: Final = 1
 _TAIL_LINE_CHARS: Final = 400  # a tail line longer than this is cut
 _STDERR_LINE_MAX: Final = 1 << 16  # bytes: relay a partial line once it is this long
 _READ_CHUNK: Final = 1 << 16  # bytes read from a stderr pipe at a time
 _DRAIN_READS: Final = 64  # reads of a pipe when forced to stop: a stray may never stop
+_SMALL_WAKEUP: Final = 256 << 10  # bytes: a wake-up that moved less ...
+_COALESCE_WAIT: Final = 0.0005  # s: ... is followed by this nap (a 1 MiB pipe only)
+_BURST: Final = 16  # data chunks moved per wake-up before the stages are looked at again
+_NO_SPLICE: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV})
+_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 Trigger = Literal["failed", "timeout", "cancel", "sink", "error"]
 
@@ -192,35 +213,42 @@ def _pump_pipeline(
     progress: Callable[[int], None] | None,
 ) -> tuple[int, str | None, tuple[StageResult, ...]]:
     """Run the stages and the data path; close the sink on success. Raises on failure."""
-    direct_fd = sink.fileno() if hasher is None else None
     with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=True) as run:
-        data_fd = _spawn_stages(run, stages, direct_fd)
         pump = None
-        if data_fd is not None:
+        if sink.discards:
+            _spawn_stages(run, stages, discard=True)
+        else:
+            data_fd = _spawn_stages(run, stages, discard=False)
+            assert data_fd is not None
             pump = _Pump(data_fd, sink, hasher, block_size, progress, context)
-        run.watch(pump, progress_fd=direct_fd if progress else None, progress=progress)
+        run.watch(pump)
         run.finish(kill_strays=True)
     run.raise_failure(pump)
-    size = _close_sink(sink, context)
-    if pump is not None:
-        size = pump.size
+    stored = _close_sink(sink, context)
+    if pump is None:
+        return stored, None, run.results()
+    if stored != pump.size:  # palhm counted every byte it gave the sink
+        raise BackendError(
+            f"{context}: the backend reports {stored} bytes stored, {pump.size} were written"
+        )
     digest = hasher.hexdigest() if hasher is not None else None
-    return size, digest, run.results()
+    return pump.size, digest, run.results()
 
 
-def _spawn_stages(run: _Run, stages: Sequence[Exec], direct_fd: int | None) -> int | None:
+def _spawn_stages(run: _Run, stages: Sequence[Exec], *, discard: bool) -> int | None:
     """Start the stages connected by pipes. Returns the read end of the last stage's
-    stdout, or None when the last stage writes straight into `direct_fd`."""
+    stdout pipe, or None when `discard`: the last stage then writes to /dev/null."""
     upstream: int | None = None  # read end of the previous stage's stdout
     for index, cmd in enumerate(stages):
         stdin, upstream = upstream, None
-        write_end: int | None = None  # our copy of this stage's stdout pipe
+        write_end: int | None = None  # our copy of this stage's stdout
         try:
-            if index == len(stages) - 1 and direct_fd is not None:
-                run.spawn(cmd, stdin=stdin, stdout=direct_fd)
+            if index == len(stages) - 1 and discard:
+                write_end = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             else:
                 upstream, write_end = _data_pipe()
-                run.spawn(cmd, stdin=stdin, stdout=write_end)
+            run.stdin_pipes.append(os.fstat(stdin).st_ino if stdin is not None else None)
+            run.spawn(cmd, stdin=stdin, stdout=write_end)
         except BaseException:
             if upstream is not None:
                 os.close(upstream)
@@ -248,6 +276,13 @@ def _data_pipe() -> tuple[int, int]:
     with contextlib.suppress(OSError):  # EPERM past the per-user pipe quota: keep 64 KiB
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_SIZE)
     return read_end, write_end
+
+
+def _pipe_size(fd: int) -> int:
+    try:
+        return fcntl.fcntl(fd, _F_GETPIPE_SZ)
+    except OSError:
+        return 0
 
 
 def _environment(cmd: Exec) -> dict[str, str] | None:
@@ -419,15 +454,22 @@ class _StderrRelay:
 
 
 class _Pump:
-    """Reads the last stage's stdout into a few reused buffers, hashes each chunk, and
-    hands it to a writer thread that feeds the sink.
+    """Moves the last stage's output from its pipe into the sink, counting every byte.
 
-    Reading + hashing (this thread) and writing (the writer thread) overlap: both
-    release the GIL, so on a machine with a spare core the hashed data path costs
-    the slower of the two instead of their sum. Memory stays at NB_BUFFERS *
-    block_size whatever the object size: the reader waits for a free buffer.
-    A sink error is kept in `error`; the writer then drops further chunks, so the
-    reader never blocks on it, and the pipeline loop stops the run.
+    One thread (the caller's, between its waits for the stages) does it all: on 2
+    cores already busy with the stages, a second thread and the hand-over between
+    the two cost more than they overlap (bench/README.md). The pipe is non-blocking:
+    each wake-up moves what the pipe holds, up to _BURST chunks, then goes back to
+    watching the stages and `cancel`.
+
+    - sink offers splice_fd() and no checksum: splice(2) pipe -> object file, no
+      byte copied into Python;
+    - else: read into one reused buffer, hash it while it is hot in the cache, and
+      hand it to sink.write() (the path every sink supports).
+
+    `size` counts exactly the bytes the sink accepted; the stages never get the
+    object's file descriptor, so nothing else can write into the object.
+    A sink error is kept in `error` and the run is stopped.
     """
 
     def __init__(
@@ -439,76 +481,94 @@ class _Pump:
         progress: Callable[[int], None] | None,
         context: str,
     ) -> None:
+        os.set_blocking(fd, False)
         self.fd = fd
+        self.coalesce = _pipe_size(fd) >= PIPE_SIZE
         self.sink = sink
         self.hasher = hasher
+        self.block_size = block_size
         self.progress = progress
         self.context = context
-        self.view = memoryview(bytearray(block_size))
-        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        for _ in range(NB_BUFFERS - 1):
-            self._free.put(memoryview(bytearray(block_size)))
-        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
-        self.filled = 0
+        self.splice_to = sink.splice_fd() if hasher is None else None
+        self.view = memoryview(bytearray(block_size)) if self.splice_to is None else None
+        self.filled = 0  # bytes of `view` read, not yet stored
         self.size = 0  # bytes the sink accepted
         self.eof = False
         self.error: BackendError | None = None
-        self._writer: threading.Thread | None = threading.Thread(
-            target=self._write_loop, name="palhm-sink-writer", daemon=True
-        )
-        self._writer.start()
 
-    def on_readable(self) -> None:
-        """Read what the pipe holds; pass a full buffer (or the rest at EOF) on."""
+    def on_readable(self) -> int:
+        """Move what the pipe holds now into the sink (at most _BURST reads). Returns
+        the bytes taken from the pipe."""
+        moved = 0
+        for _ in range(_BURST):
+            if self.eof or self.error is not None:
+                break
+            try:
+                count = self._splice() if self.splice_to is not None else self._read()
+            except BlockingIOError:  # drained: back to watching the stages
+                break
+            except BackendError as error:
+                self.error = error
+                break
+            except Exception as error:  # a bug in a sink must not hang the run
+                self.error = BackendError(f"{self.context}: sink failed: {error!r}")
+                break
+            if count == 0:
+                self.eof = True
+                break
+            moved += count
+        return moved
+
+    def _splice(self) -> int:
+        """Splice what the pipe holds into the file. BlockingIOError when empty."""
+        assert self.splice_to is not None
+        try:
+            count = os.splice(self.fd, self.splice_to, self.block_size, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            raise
+        except OSError as error:
+            if error.errno not in _NO_SPLICE:
+                raise BackendError(
+                    f"{self.context}: cannot write the object: {error.strerror}"
+                ) from None
+            # this file cannot be spliced into (nothing moved): write() from now on
+            self.splice_to = None
+            self.view = memoryview(bytearray(self.block_size))
+            return self._read()
+        if count:
+            self._stored(count)
+        return count
+
+    def _read(self) -> int:
+        """Read into the buffer; hash and store it when full or at EOF. The pipe often
+        holds a few KiB at a time: hashing and writing whole buffers keeps the cost
+        per byte low. BlockingIOError when the pipe is empty."""
+        assert self.view is not None
         count = os.readv(self.fd, [self.view[self.filled :]])
         self.filled += count
-        if count == 0:
-            self.eof = True
-        if self.eof or self.filled == len(self.view):
-            self._flush()
+        if count == 0 or self.filled == len(self.view):
+            self.flush()
+        return count
 
-    def _flush(self) -> None:
-        if not self.filled or self.error is not None:
-            self.filled = 0
+    def flush(self) -> None:
+        """Hash and store what the buffer holds (read path; nothing to do when splicing)."""
+        if not self.filled or self.view is None:
             return
-        if self.hasher is not None:
-            with self.view[: self.filled] as chunk:
+        with self.view[: self.filled] as chunk:
+            if self.hasher is not None:
                 self.hasher.update(chunk)
-        self._full.put((self.view, self.filled))
-        self.filled = 0
-        self.view = self._free.get()  # waits while the writer is NB_BUFFERS - 1 behind
-
-    def _write_loop(self) -> None:
-        while (item := self._full.get()) is not None:
-            buffer, count = item
-            if self.error is None:
-                self._write(buffer, count)
-            self._free.put(buffer)
-
-    def _write(self, buffer: memoryview, count: int) -> None:
-        try:
-            with buffer[:count] as chunk:
+            try:
                 self.sink.write(chunk)
-        except BackendError as error:
-            self.error = error
-            return
-        except OSError as error:
-            self.error = BackendError(f"{self.context}: {error}")
-            return
-        except Exception as error:  # a bug in a sink must not leave the reader waiting
-            self.error = BackendError(f"{self.context}: sink failed: {error!r}")
-            return
+            except OSError as error:
+                raise BackendError(f"{self.context}: {error}") from error
+        count, self.filled = self.filled, 0
+        self._stored(count)
+
+    def _stored(self, count: int) -> None:
         self.size += count
         faults.crashpoint("chunk-written")
         if self.progress is not None:
             self.progress(self.size)
-
-    def stop(self) -> None:
-        """Let the writer finish what it was given and end. Idempotent."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._full.put(None)
-            writer.join()
 
 
 # --------------------------------------------------------------------------- processes
@@ -552,6 +612,8 @@ class _Run:
         self.trigger: Trigger | None = None
         self.killing = False
         self.pump: _Pump | None = None
+        self.stdin_pipes: list[int | None] = []  # pipeline: inode of each stage's stdin pipe
+        self._stray_watch: tuple[int, float] | None = None  # (stage index, end of grace)
         self._selector = selectors.DefaultSelector()
         self._pidfds = True  # every child has a pidfd in the selector
         self._relay = _StderrRelay()
@@ -633,39 +695,103 @@ class _Run:
 
     # ----------------------------------------------------------------- watching
 
-    def watch(
-        self,
-        pump: _Pump | None,
-        *,
-        progress_fd: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> None:
+    def watch(self, pump: _Pump | None) -> None:
         """Wait until every child exited and the data reached EOF, or a trigger to stop
-        (failure, timeout, cancel, sink error) happened."""
+        (failure, timeout, cancel, sink error) happened. When every stage exited but
+        the output is still held open (a process a stage left behind), the data is
+        taken for up to STRAY_GRACE more seconds, then reading stops (_stop_strays)."""
         self._relay.start()
         self.pump = pump
         if pump is not None:
             self._selector.register(pump.fd, selectors.EVENT_READ, pump)
-        offset = 0
         while self.trigger is None and not self._done():
             for key, _ in self._selector.select(self._wait_time()):
                 if isinstance(key.data, _Child):
                     self._observe(key.data)  # its pidfd: it ended
-                elif pump is not None:
+                elif pump is not None and pump.fd >= 0:
                     self._pump_once(pump)
             if not self._pidfds:  # no pidfd to wake us: look at every child each time
                 self._observe_all()
             self._check()
-            if progress_fd is not None and progress is not None:
-                offset = _report_offset(progress_fd, offset, progress)
+            if self.pipeline and self.trigger is None:
+                self._watch_strays(pump)
 
     def _pump_once(self, pump: _Pump) -> None:
-        pump.on_readable()
+        moved = pump.on_readable()
         if pump.eof:
-            self._close_pump()  # waits for the writer: every chunk written, or an error
+            self._close_pump()
         if pump.error is not None:
             self.trigger = "sink"
             self._close_pump()
+        elif 0 < moved < _SMALL_WAKEUP and pump.coalesce:
+            # A stage writing a few KiB at a time would wake palhm for each write; a
+            # short nap lets the pipe fill (the writer never blocks below 2 GB/s).
+            time.sleep(_COALESCE_WAIT)
+
+    def _watch_strays(self, pump: _Pump | None) -> None:
+        """The stages up to some point have all exited, but the pipe out of the last of
+        them is not at EOF: a process they left behind may hold it. Give it
+        STRAY_GRACE s, then look once: kill what still holds the pipe's write end."""
+        running = next((child.index for child in self.children if not child.exited), None)
+        inode: int | None
+        if running is None:  # every stage exited: the pipe palhm reads
+            inode = None if pump is None or pump.eof else os.fstat(pump.fd).st_ino
+            at = len(self.children)
+        else:  # the pipe into the first stage still running
+            inode = self.stdin_pipes[running] if 0 < running < len(self.stdin_pipes) else None
+            at = running
+        if inode is None:
+            return
+        now = time.monotonic()
+        if self._stray_watch is None or self._stray_watch[0] != at:
+            self._stray_watch = (at, now + STRAY_GRACE)
+        elif now >= self._stray_watch[1]:
+            self._stray_watch = (at, math.inf)  # one look per pipe
+            if running is None:
+                assert pump is not None
+                self._stop_strays(pump, inode)
+            else:
+                self._kill_strays(inode, f"stage {at} ({self.children[at - 1].cmd.label})")
+
+    def _kill_strays(self, inode: int, writer: str) -> None:
+        """Kill the processes holding the write end of pipe `inode` (all the stages
+        writing it have exited). Each holds a pipe palhm made and gave to one stage
+        only, so it is one of that stage's descendants: palhm's own."""
+        killed = [
+            text for text in (_kill_holder(pid, inode) for pid in _pipe_holders(inode)) if text
+        ]
+        if killed:
+            log.warning(
+                "%s: %s exited but its output was still held open %g s later, by: %s; killed",
+                self.context,
+                writer,
+                STRAY_GRACE,
+                ", ".join(killed),
+            )
+
+    def _stop_strays(self, pump: _Pump, inode: int) -> None:
+        """Every stage exited, the output is still open: stop reading (the object is
+        what was written until now) and kill what holds it. The processes never had
+        the object file, so they cannot change it."""
+        holders = _pipe_holders(inode)
+        pump.on_readable()  # what they wrote up to now
+        try:
+            pump.flush()
+        except BackendError as error:
+            pump.error = error
+            self.trigger = "sink"
+        pump.eof = True
+        self._close_pump()
+        killed = _kill_holders(holders, inode)
+        log.warning(
+            "%s: every stage exited but its output was still open %g s later:"
+            " stopped reading; the object holds the %d bytes written until then;"
+            " process(es) holding it killed: %s",
+            self.context,
+            STRAY_GRACE,
+            pump.size,
+            ", ".join(killed) or "none found",
+        )
 
     def _done(self) -> bool:
         pump_done = self.pump is None or self.pump.eof
@@ -775,7 +901,6 @@ class _Run:
                 self._selector.unregister(pump.fd)
             os.close(pump.fd)
             pump.fd = -1
-        pump.stop()
 
     # ----------------------------------------------------------------- verdict
 
@@ -836,12 +961,65 @@ class _Run:
         )
 
 
-def _report_offset(fd: int, last: int, progress: Callable[[int], None]) -> int:
-    """Progress of the fd path: the sink fd's offset, shared with the last stage."""
+def _pipe_holders(inode: int) -> list[int]:
+    """Pids of the processes (that palhm may look at) holding the write end of pipe
+    `inode` open. palhm itself closed its copy when it started the last stage."""
+    me = os.getpid()
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and int(entry) != me and _holds(int(entry), inode)
+    ]
+
+
+def _holds(pid: int, inode: int) -> bool:
+    """Whether `pid` has the write end of pipe `inode` open."""
+    link = f"pipe:[{inode}]"
     try:
-        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone, or not ours to look at
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != link:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as info:
+                flags = next(line for line in info if line.startswith("flags:"))
+        except (OSError, StopIteration):
+            continue
+        if int(flags.split()[1], 8) & os.O_ACCMODE == os.O_WRONLY:
+            return True
+    return False
+
+
+def _kill_holders(pids: list[int], inode: int) -> list[str]:
+    """Kill each of `pids` still holding pipe `inode`; how messages name the killed."""
+    return [text for text in (_kill_holder(pid, inode) for pid in pids) if text]
+
+
+def _kill_holder(pid: int, inode: int) -> str:
+    """SIGKILL `pid` if it still holds pipe `inode` (a pidfd pins the process, so a
+    recycled pid is never hit). Returns how the message names it, "" if it was gone."""
+    try:
+        pidfd = os.pidfd_open(pid)
     except OSError:
-        return last
-    if offset != last:
-        progress(offset)
-    return offset
+        return ""
+    try:
+        if not _holds(pid, inode):
+            return ""
+        name = _process_name(pid)
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        return ""
+    finally:
+        os.close(pidfd)
+    return f"pid {pid} ({name})"
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            argv = stream.read(_TAIL_LINE_CHARS).split(b"\0")
+    except OSError:
+        return "?"
+    return format_argv([arg.decode(errors="replace") for arg in argv if arg]) or "?"

@@ -26,7 +26,6 @@ stopped it) or on-success; finally (always). Each list runs at most once per run
 from __future__ import annotations
 
 import collections
-import http.client
 import json
 import logging
 import os
@@ -35,12 +34,11 @@ import socket
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from palhm import __version__, interrupts
 from palhm.errors import Cancelled, ExitStatus, PalhmError
@@ -59,6 +57,9 @@ from palhm.model import (
     TaskRef,
 )
 from palhm.progress import human_size
+
+if TYPE_CHECKING:
+    import http.client
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +395,8 @@ def send_ping(hook: PingHook, report: RunReport, *, cancel: threading.Event | No
     error or the timeout (the last attempt's), Cancelled when `cancel` is set.
 
     After a signal there is one attempt of at most SIGNALLED_TIMEOUT seconds."""
+    import http.client  # with ssl: only when a request is sent (start-up time)
+
     values = report.fields()
     url = render(hook.url, {k: urllib.parse.quote(v, safe="") for k, v in values.items()})
     body, content_type = _body(hook, report, values)
@@ -497,6 +500,9 @@ def http_request(
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     """The connection to open for `url` (to a proxy when the environment names one)
     and the request target to send on it."""
+    import http.client
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme.lower() == "https"
     port = parts.port or (443 if https else 80)

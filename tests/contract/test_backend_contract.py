@@ -101,11 +101,11 @@ def test_sink_reports_bytes_written_and_alloc_size_is_only_a_hint(
     assert by_prefix(backend.list_copies())[NEW].size == 1000
 
 
-def test_data_written_to_the_sink_fd_is_stored(backend_factory: BackendFactory) -> None:
+def test_data_spliced_into_the_sink_fd_is_stored(backend_factory: BackendFactory) -> None:
     backend = backend_factory("t")
     copy = backend.begin_copy(NEW, building_manifest=building(NEW))
     sink = copy.open_object("direct", alloc_size=4096)
-    fd = sink.fileno()
+    fd = sink.splice_fd()
     if fd is None:
         sink.abort()
         copy.rollback()

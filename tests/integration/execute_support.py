@@ -77,7 +77,7 @@ class FileSink(ObjectSink):
         self.writes = 0
         self.aborted = False
 
-    def fileno(self) -> int | None:
+    def splice_fd(self) -> int | None:
         return self.fd if self.offer_fd else None
 
     def write(self, data: memoryview) -> None:

@@ -156,16 +156,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
-@pytest.mark.parametrize(
-    ("checksum", "cause"),
-    [
-        ("none", "head"),  # the last stage writes into the file: the stage fails
-        ("blake3", "No space left on device"),  # palhm writes: the backend fails
-    ],
-)
+@pytest.mark.parametrize("checksum", ["none", "blake3"])
 def test_full_disk_rolls_back_with_a_clear_error(
-    small_disk: Path, tmp_path: Path, checksum: str, cause: str
+    small_disk: Path, tmp_path: Path, checksum: str
 ) -> None:
+    # whatever the checksum, palhm writes the object (splice or write): the backend fails
+    cause = "cannot write"
     root = small_disk / "root"
     earlier = first_copy(root, tmp_path)
     objects = [obj("big", zeros(30 << 20)), obj("small", inline("echo", "x"))]
@@ -175,6 +171,7 @@ def test_full_disk_rolls_back_with_a_clear_error(
 
     assert result.returncode == 1
     assert "object 'big'" in result.stderr and cause in result.stderr
+    assert "No space left on device" in result.stderr
     assert "Traceback" not in result.stderr
     assert copies_in(root) == [earlier] and staging_dirs(root) == []
     assert os.statvfs(small_disk).f_bfree * os.statvfs(small_disk).f_frsize > 19 << 20

@@ -118,10 +118,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int
+FALLOC_FL_KEEP_SIZE: Final = 1
 
 
-def preallocate(fd: int, size: int, path: Path) -> bool:
+def preallocate(fd: int, size: int, path: Path, *, keep_size: bool = False) -> bool:
     """Reserve SIZE bytes for the file (alloc-size, a hint). True when done.
+    keep_size: FALLOC_FL_KEEP_SIZE, the file's size stays what was written.
 
     fallocate(2) itself, not posix_fallocate(3): where the file system cannot
     preallocate (NFS, SMB) glibc's posix_fallocate falls back to writing a byte per
@@ -129,7 +131,7 @@ def preallocate(fd: int, size: int, path: Path) -> bool:
     (unsupported, or not enough space for the hint) is logged and ignored: the
     object may still fit, and a real lack of space fails the write itself.
     """
-    if _fallocate(fd, 0, 0, size) == 0:
+    if _fallocate(fd, FALLOC_FL_KEEP_SIZE if keep_size else 0, 0, size) == 0:
         return True
     code = ctypes.get_errno()
     os.ftruncate(fd, 0)  # drop a partial reservation

@@ -57,13 +57,25 @@ class CopyInfo:
 class ObjectSink(ABC):
     """Where the bytes of one object go. Used by one worker thread.
 
-    Either the last pipeline stage writes straight into `fileno()` (no Python in
-    the data path: localfs without a checksum), or the pipeline runner calls
-    `write()` with each chunk it read (and hashed).
+    The last pipeline stage always writes into a pipe; palhm moves the bytes from it
+    into the sink and counts them, so the stages never hold the object itself (a
+    stage reopening /dev/stdout reopens the pipe, and a process a stage left behind
+    can never write into a committed object). `write()` is the one path every sink
+    supports (a sink that wraps others uses only it). Two optional capabilities let
+    palhm skip work where a sink allows it:
+
+    - `splice_fd()`: a file descriptor, open for writing at the object's end, that
+      palhm may splice(2) the pipe into without a checksum (no byte copied into
+      Python); it is never given to a stage;
+    - `discards`: the sink keeps nothing (null backend): the last stage writes to
+      /dev/null directly, nothing is read or hashed, write() is never called.
     """
 
-    def fileno(self) -> int | None:
-        """A file descriptor the last stage may write to directly, or None."""
+    discards: ClassVar[bool] = False
+
+    def splice_fd(self) -> int | None:
+        """A file descriptor palhm may splice the data into (each byte exactly once,
+        in order, at the current offset), or None: then write() is used."""
         return None
 
     @abstractmethod
@@ -72,9 +84,10 @@ class ObjectSink(ABC):
 
     @abstractmethod
     def close(self) -> int:
-        """Finish the object (truncate preallocation, fsync, complete upload).
+        """Finish the object (drop unused preallocation, fsync, complete upload).
 
-        Returns the object's size in bytes. Raises BackendError.
+        Returns the object's size in bytes as stored (palhm checks it against the
+        bytes it gave; 0 for a sink that discards). Raises BackendError.
         """
 
     @abstractmethod

@@ -21,10 +21,11 @@ still empty file; chmod on the new directory) before writing anything into it. T
 process umask is never changed: it is shared with every thread and every stage
 process started meanwhile.
 
-Data path (B9): the sink's fd is the target file itself, so without a checksum the
-last stage writes straight into it; otherwise palhm writes the chunks it relayed.
-`alloc-size` preallocates the target with fallocate(2) and the file is truncated to
-the bytes actually written when it is closed.
+Data path (B9): the last stage writes into a pipe; palhm splices it into the target
+file (no checksum) or writes the chunks it hashed, so the stages never hold the
+file. `alloc-size` preallocates the target with fallocate(2) FALLOC_FL_KEEP_SIZE:
+the file's size is always the bytes written; the unused reservation is released
+when the file is closed.
 """
 
 from __future__ import annotations
@@ -295,8 +296,10 @@ class LocalfsCopyWriter(CopyWriter):
             fd = fsutil.create_file(target, self._backend.fmode, exclusive=True)
         except OSError as error:
             raise BackendError(f"cannot create {target}: {error.strerror}") from None
-        preallocated = bool(alloc_size) and fsutil.preallocate(fd, alloc_size or 0, target)
-        return LocalfsSink(fd, target, truncate=preallocated)
+        preallocated = bool(alloc_size) and fsutil.preallocate(
+            fd, alloc_size or 0, target, keep_size=True
+        )
+        return LocalfsSink(fd, target, preallocated=preallocated)
 
     def discard_object(self, path: str) -> None:
         """Remove what a failed attempt left of STAGING/PATH, so it can start again."""
@@ -346,20 +349,24 @@ class LocalfsCopyWriter(CopyWriter):
 
 
 class LocalfsSink(ObjectSink):
-    """The target file of one object, written by the last stage or by `write`."""
+    """The target file of one object. palhm splices the last stage's pipe into it
+    (no checksum) or writes the chunks it hashed; no stage ever holds it."""
 
-    def __init__(self, fd: int, path: Path, *, truncate: bool) -> None:
+    def __init__(self, fd: int, path: Path, *, preallocated: bool) -> None:
         self._fd: int | None = fd
         self._path = path
-        self._truncate = truncate
+        self._preallocated = preallocated
 
-    def fileno(self) -> int:
+    def splice_fd(self) -> int:
+        return self._open_fd()
+
+    def _open_fd(self) -> int:
         if self._fd is None:
             raise BackendError(f"{self._path} is already closed")
         return self._fd
 
     def write(self, data: memoryview) -> None:
-        fd = self.fileno()
+        fd = self._open_fd()
         try:
             while data:
                 written = os.write(fd, data)
@@ -368,15 +375,16 @@ class LocalfsSink(ObjectSink):
             raise BackendError(f"cannot write {self._path}: {error.strerror}") from None
 
     def close(self) -> int:
-        """Truncate the preallocation to the bytes written, fsync, close; the size.
+        """Drop the unused preallocation, fsync, close; the file's size.
 
-        The size is the file offset: a stage writing into the fd directly shares it."""
-        fd = self.fileno()
+        The preallocation keeps the file's size (FALLOC_FL_KEEP_SIZE), so the size is
+        always the bytes written, whether alloc-size was smaller or larger."""
+        fd = self._open_fd()
         self._fd = None
         try:
-            size = os.lseek(fd, 0, os.SEEK_CUR)
-            if self._truncate:
-                os.ftruncate(fd, size)
+            size = os.fstat(fd).st_size
+            if self._preallocated:
+                os.ftruncate(fd, size)  # frees the blocks reserved past the end
             os.fsync(fd)
         except OSError as error:
             raise BackendError(f"cannot finish {self._path}: {error.strerror}") from None

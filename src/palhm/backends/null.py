@@ -7,7 +7,6 @@ It stores no copies, so rotation has nothing to do and no lock is needed.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import IO, ClassVar
@@ -17,33 +16,23 @@ from palhm.errors import BackendError
 
 
 class NullSink(ObjectSink):
-    """Discards data. Offers an fd of /dev/null so that, without a checksum, the last
-    stage writes there directly and palhm relays nothing; the size is then unknown
-    and reported as 0 (nothing was stored)."""
+    """Keeps nothing: the last stage writes to /dev/null itself, so no byte passes
+    through palhm and nothing is hashed; the size is unknown and reported as 0."""
+
+    discards: ClassVar[bool] = True
 
     def __init__(self) -> None:
-        self._fd: int | None = None
         self._size = 0
 
-    def fileno(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        return self._fd
-
     def write(self, data: memoryview) -> None:
+        """Counted, not kept (a sink wrapping this one may still call it)."""
         self._size += len(data)
 
     def close(self) -> int:
-        self._release()
         return self._size
 
     def abort(self) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Nothing to give up."""
 
 
 class NullCopyWriter(CopyWriter):

@@ -1,8 +1,10 @@
 """Schema validation of each config file against schema.json (SPEC B2, C1).
 
 Two validators over the one schema:
-- a fastjsonschema validator, compiled once per process, answers "valid?" quickly
-  (a config with thousands of objects is checked in milliseconds);
+- a fastjsonschema validator answers "valid?" quickly (a config with thousands of
+  objects is checked in milliseconds). Its code is generated from schema.json by
+  scripts/gen_validator.py and committed as palhm.config._schema_code: compiling
+  the schema at run time would cost more than the rest of a small run;
 - only when it says no, jsonschema's `iter_errors` walks the document again to
   collect *every* error with its path, and each is put in plain words here.
 
@@ -15,7 +17,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterator
-from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 from palhm.config.problems import Issue, JsonPath, did_you_mean
@@ -41,20 +43,23 @@ def schema() -> dict[str, Any]:
 
 
 def schema_source() -> str:
-    return resources.files("palhm.config").joinpath("schema.json").read_text(encoding="utf-8")
+    # next to this module (importlib.resources would cost more to import than the read)
+    return Path(__file__).with_name("schema.json").read_text(encoding="utf-8")
 
 
 @functools.cache
 def _fast_validator(definition: str | None) -> Callable[[Any], Any]:
-    import fastjsonschema
+    """The generated validator of the whole file, or of one schema definition."""
+    from palhm.config import _schema_code
 
-    validate: Callable[[Any], Any] = fastjsonschema.compile(
-        _schema_for(definition),
-        use_default=False,
-        use_formats=False,
-        detailed_exceptions=False,
-    )
+    name = "validate" if definition is None else _definition_function(definition)
+    validate: Callable[[Any], Any] = getattr(_schema_code, name)
     return validate
+
+
+def _definition_function(definition: str) -> str:
+    """The generated function of #/definitions/NAME (fastjsonschema's naming)."""
+    return "validate___definitions_" + re.sub(r"[^a-zA-Z0-9_]", "_", definition)
 
 
 # Definitions whose instances are numerous: the slow path skips any of them that the
@@ -79,11 +84,11 @@ def _slow_validator(definition: str | None) -> Any:
 
 
 def _passes(definition: str, instance: Any) -> bool:
-    import fastjsonschema
+    from palhm.config._schema_code import JsonSchemaValueException
 
     try:
         _fast_validator(definition)(instance)
-    except fastjsonschema.JsonSchemaException:
+    except JsonSchemaValueException:
         return False
     return True
 
@@ -103,11 +108,11 @@ def schema_issues(
 
     `base` is the JSON path of `instance` within `file`.
     """
-    import fastjsonschema
+    from palhm.config._schema_code import JsonSchemaValueException
 
     try:
         _fast_validator(definition)(instance)
-    except fastjsonschema.JsonSchemaException as fast_error:
+    except JsonSchemaValueException as fast_error:
         issues = list(_collect(file, instance, definition, base))
         if issues:
             return issues

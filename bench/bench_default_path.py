@@ -1,0 +1,316 @@
+"""The default data path against the shell and the original PALHM, alternating in one
+sitting: every figure is a ratio of runs made in the same rounds.
+
+Every run is a whole CLI process (`python -m palhm -q -f CFG run b`), palhm's start-up
+included, so the tiny run measures start-up and the others the data path. Cases:
+
+  stream    one object `head -c SIZE /dev/zero | cat` on localfs, checksum blake3
+            (default), none, xxh3-128; reference `sh -c 'head | cat > F; sync F'`
+            (palhm fsyncs each object: the synced shell is the fair reference);
+            goals x1.10, x1.03, x1.05
+  parallel  4 objects of SIZE/4 with nb-workers 4, blake3; reference the same four
+            shell pipelines in parallel, then sync of the four files; goal x1.10
+  null      the stream object on the null backend (nothing kept)
+  tiny      a two-object `echo` backup (start-up); goal x1.3 of the original
+  original  with --orig-python: the original PALHM 0.0.3 runs the same configs
+            (stream, parallel, null, tiny); goal <= x0.85 of its wall time
+  rss       palhm's peak RSS (ru_maxrss of the palhm process alone), printed for
+            every case: goal <= 64 MiB whatever the size
+
+Each line gives the wall time, the CPU time of the whole run (stages included) and
+"own": the CPU of the palhm (or original) process alone, stages excluded: the cost
+of the data path and start-up, the figure that varies least on a busy machine.
+
+Install the original once (its own venv; it runs as `python -m palhm`):
+
+    python3 -m venv /work/orig-palhm && /work/orig-palhm/bin/pip install palhm==0.0.3
+
+Run from the repository (on a real disk, not a tmpfs):
+
+    .venv/bin/python bench/bench_default_path.py --dir /var/tmp \\
+        --orig-python /work/orig-palhm/bin/python [--quick] [--rounds N] [--cases ...]
+
+palhm's modules are byte-compiled first (as `pip install` does) so that no run pays
+for compiling them; the tree is synced (untimed) before every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GIB = 1 << 30
+MIB = 1 << 20
+CASES = ("stream", "parallel", "null", "tiny")
+ECHO_REPEAT = 5  # tiny runs per round: each is short
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float  # user + sys of the process and everything it waited for
+    maxrss_mib: float  # peak RSS of the palhm process alone (of the shell: its children)
+    own_cpu: float | None = None  # palhm's own user + sys, its stages excluded
+
+
+SELF = Path(__file__).with_name("_self_cpu.py")
+
+
+@dataclass
+class Contender:
+    label: str
+    start: Callable[[], list[str]]  # argv to time (after preparing the output)
+    reset: Callable[[], None]
+    runs: list[Run] = field(default_factory=list)
+
+
+def timed(argv: list[str], work: Path) -> Run:
+    own = work / "self.json"
+    own.unlink(missing_ok=True)
+    env = {**os.environ, "PALHM_BENCH_SELF": str(own)}
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(argv)}")
+    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    if own.exists():
+        report = json.loads(own.read_text())
+        run.own_cpu, run.maxrss_mib = report["cpu"], report["maxrss_kib"] / 1024
+    return run
+
+
+def empty(directory: Path) -> Callable[[], None]:
+    def reset() -> None:
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        os.sync()
+
+    return reset
+
+
+def inline(*argv: str) -> dict[str, Any]:
+    return {"type": "exec-inline", "argv": list(argv)}
+
+
+def config(
+    path: Path,
+    root: Path | None,
+    objects: list[tuple[str, list[dict[str, Any]]]],
+    *,
+    checksum: str | None = None,
+    nb_workers: int | None = None,
+) -> Path:
+    """A config both palhm and the original read (no key the original lacks unless
+    `checksum` is given: palhm's default is blake3)."""
+    task: dict[str, Any] = {
+        "id": "b",
+        "type": "backup",
+        "backend": "localfs" if root is not None else "null",
+        "objects": [{"path": name, "pipeline": stages} for name, stages in objects],
+    }
+    if root is not None:
+        task["backend-param"] = {"root": str(root)}
+    if checksum is not None:
+        task["checksum"] = checksum
+    doc: dict[str, Any] = {"tasks": [task]}
+    if nb_workers is not None:
+        doc["nb-workers"] = nb_workers
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="palhm-bench-default-", dir=args.dir))
+        # `python -m palhm`, through a wrapper that reports palhm's own CPU time
+        self.palhm = [sys.executable, str(SELF), "-q", "-f"]
+        self.orig = [args.orig_python, str(SELF), "-q", "-f"] if args.orig_python else None
+        self.size = (256 * MIB) if args.quick else (2 * GIB)
+        self.rounds = args.rounds
+
+    def path(self, name: str) -> Path:
+        return self.work / name
+
+    def contender_palhm(self, label: str, cfg: Path, root: Path | None) -> Contender:
+        reset = empty(root) if root is not None else os.sync
+        return Contender(label, lambda: [*self.palhm, str(cfg), "run", "b"], reset)
+
+    def contender_orig(self, cfg: Path, root: Path | None) -> Contender | None:
+        if self.orig is None:
+            return None
+        reset = empty(root) if root is not None else os.sync
+        return Contender("original 0.0.3", lambda: [*self.orig, str(cfg), "run", "b"], reset)  # type: ignore[list-item]
+
+    def shell(self, label: str, script: str, out: Path) -> Contender:
+        return Contender(label, lambda: ["sh", "-c", script], empty(out))
+
+    # ------------------------------------------------------------------ cases
+
+    def stream(self) -> list[Contender]:
+        size = self.size
+        stages = [inline("head", "-c", str(size), "/dev/zero"), inline("cat")]
+        out = self.path("shell-stream")
+        target = out / "f"
+        found = [
+            self.shell(
+                "shell + sync", f"head -c {size} /dev/zero | cat > {target}; sync {target}", out
+            )
+        ]
+        for checksum in ("blake3", "none", "xxh3-128"):
+            root = self.path(f"stream-{checksum}")
+            cfg = config(
+                self.path(f"stream-{checksum}.json"), root, [("zeros", stages)], checksum=checksum
+            )
+            found.append(self.contender_palhm(f"palhm {checksum}", cfg, root))
+        orig_root = self.path("stream-orig")
+        orig = self.contender_orig(
+            config(self.path("stream-orig.json"), orig_root, [("zeros", stages)]), orig_root
+        )
+        return found + ([orig] if orig else [])
+
+    def parallel(self) -> list[Contender]:
+        part = self.size // 4
+        stages = [inline("head", "-c", str(part), "/dev/zero"), inline("cat")]
+        objects = [(f"o{i}", stages) for i in range(4)]
+        out = self.path("shell-parallel")
+        files = " ".join(str(out / f"o{i}") for i in range(4))
+        script = " ".join(f"head -c {part} /dev/zero | cat > {out / f'o{i}'} &" for i in range(4))
+        found = [self.shell("shell x4 + sync", f"{script} wait; sync {files}", out)]
+        root = self.path("parallel")
+        cfg = config(self.path("parallel.json"), root, objects, nb_workers=4)
+        found.append(self.contender_palhm("palhm blake3 nb-workers 4", cfg, root))
+        orig_root = self.path("parallel-orig")
+        orig = self.contender_orig(
+            config(self.path("parallel-orig.json"), orig_root, objects, nb_workers=4), orig_root
+        )
+        return found + ([orig] if orig else [])
+
+    def null(self) -> list[Contender]:
+        stages = [inline("head", "-c", str(self.size), "/dev/zero"), inline("cat")]
+        cfg = config(self.path("null.json"), None, [("zeros", stages)])
+        found = [
+            self.shell(
+                "shell > /dev/null",
+                f"head -c {self.size} /dev/zero | cat > /dev/null",
+                self.path("shell-null"),
+            ),
+            self.contender_palhm("palhm null", cfg, None),
+        ]
+        orig = self.contender_orig(cfg, None)
+        return found + ([orig] if orig else [])
+
+    def tiny(self) -> list[Contender]:
+        objects = [("a", [inline("echo", "a")]), ("b", [inline("echo", "b")])]
+        root, orig_root = self.path("tiny"), self.path("tiny-orig")
+        found = [self.contender_palhm("palhm", config(self.path("tiny.json"), root, objects), root)]
+        orig = self.contender_orig(
+            config(self.path("tiny-orig.json"), orig_root, objects), orig_root
+        )
+        return found + ([orig] if orig else [])
+
+
+def run_rounds(contenders: list[Contender], rounds: int, repeat: int, work: Path) -> None:
+    """Alternate: every round runs each contender once (rotating who goes first)."""
+    for number in range(rounds):
+        order = contenders[number % len(contenders) :] + contenders[: number % len(contenders)]
+        for contender in order:
+            for _ in range(repeat):
+                contender.reset()
+                contender.runs.append(timed(contender.start(), work))
+
+
+def ratio_of(a: Contender, b: Contender) -> float:
+    """Median of the ratios a/b of the runs made in the same round."""
+    return statistics.median(x.wall / y.wall for x, y in zip(a.runs, b.runs, strict=True))
+
+
+def report(case: str, contenders: list[Contender]) -> list[str]:
+    print(f"\n== {case}")
+    for c in contenders:
+        walls = [r.wall for r in c.runs]
+        own = [r.own_cpu for r in c.runs if r.own_cpu is not None]
+        print(
+            f"  {c.label:<28} wall median {statistics.median(walls):7.3f} s"
+            f" (min {min(walls):.3f})  cpu median {statistics.median(r.cpu for r in c.runs):7.3f}"
+            + (f" s (own {statistics.median(own):6.3f} s)" if own else " s")
+            + f"  peak RSS {max(r.maxrss_mib for r in c.runs):6.1f} MiB"
+        )
+    orig = next((c for c in contenders if c.label.startswith("original")), None)
+    shell = contenders[0] if contenders[0].label.startswith("shell") else None
+    lines = []
+    for c in contenders:
+        if not c.label.startswith("palhm"):
+            continue
+        for reference in (shell, orig):
+            if reference is None:
+                continue
+            name = "original" if reference is orig else reference.label
+            value = ratio_of(c, reference)
+            goal = GOALS.get(f"{c.label} / {name}")
+            mark = ""
+            if goal is not None:
+                mark = f"  (goal <= x{goal:.2f}: {'met' if value <= goal else 'MISSED'})"
+            line = f"{c.label} / {name}: x{value:.3f}{mark}"
+            print("  ratio " + line)
+            lines.append(f"{case:<9} {line}")
+    return lines
+
+
+GOALS = {
+    "palhm blake3 / shell + sync": 1.10,
+    "palhm none / shell + sync": 1.03,
+    "palhm xxh3-128 / shell + sync": 1.05,
+    "palhm blake3 / original": 0.85,
+    "palhm blake3 nb-workers 4 / shell x4 + sync": 1.10,
+    "palhm blake3 nb-workers 4 / original": 0.85,
+    "palhm null / original": 0.85,
+    "palhm / original": 1.30,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="/var/tmp", help="where to write (a real disk)")
+    parser.add_argument("--quick", action="store_true", help="256 MiB instead of 2 GiB")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--orig-python", help="python of a venv with palhm==0.0.3 installed")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
+    args = parser.parse_args()
+    import palhm
+
+    compileall.compile_dir(str(Path(palhm.__file__).parent), quiet=1)  # as pip install does
+    bench = Bench(args)
+    print(f"{bench.size / MIB:g} MiB per stream, {args.rounds} rounds, in {bench.work}")
+    if bench.orig is None:
+        print("no --orig-python: the original PALHM is not measured")
+    summary: list[str] = []
+    try:
+        for case in args.cases.split(","):
+            contenders = getattr(bench, case)()
+            run_rounds(contenders, args.rounds, ECHO_REPEAT if case == "tiny" else 1, bench.work)
+            summary += report(case, contenders)
+    finally:
+        shutil.rmtree(bench.work, ignore_errors=True)
+    print("\n== all ratios (median of the per-round ratios of wall times)")
+    for line in summary:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
