@@ -49,7 +49,7 @@ class Collecting(ObjectSink):
 def test_throttled_sink_passes_every_byte_and_abort_through() -> None:
     inner = Collecting()
     sink = ThrottledSink(inner, Throttle(1 << 40))
-    assert sink.fileno() is None  # bytes must pass through write() to be counted
+    assert sink.splice_fd() is None and not sink.discards  # every byte through write()
     for chunk in (b"abc", b"", b"defg"):
         sink.write(memoryview(chunk))
     assert sink.close() == 7 and bytes(inner.data) == b"abcdefg"
