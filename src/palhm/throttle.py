@@ -5,8 +5,9 @@ every object of it, so the limit holds for the copy's upload as a whole.
 
 The throttle works on the data entering the sink: a write of N bytes returns only
 once the copy's bytes so far could have been sent at RATE since the throttle was
-last idle. It never saves up unused bandwidth for a later burst (a slow pipeline
-does not earn the right to exceed the limit afterwards).
+last idle. It saves up at most 0.25 s of unused bandwidth (so sleeping a little
+too long, or many small writes, do not slow the upload below the limit), never
+more: a slow pipeline does not earn the right to exceed the limit afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from palhm.backends.base import ObjectSink
 _RATE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*(?:/s)?\s*$", re.IGNORECASE)
 _UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _STEP: Final = 0.1  # s: longest single sleep, so a throttled write stays responsive
+_SLACK: Final = 0.25  # s of sending time a late writer may catch up on (see take())
 
 
 def parse_rate(raw: object) -> float:
@@ -50,7 +52,9 @@ class Throttle:
     def take(self, nbytes: int) -> None:
         """Reserve `nbytes` and sleep until they fit the rate."""
         with self._lock:
-            start = max(self._free_at, time.monotonic())
+            # SLACK: time lost oversleeping (or between two writes) is not lost to the
+            # rate; at most SLACK seconds' worth of bytes may follow an idle spell
+            start = max(self._free_at, time.monotonic() - _SLACK)
             self._free_at = start + nbytes / self.rate
             until = self._free_at
         while (left := until - time.monotonic()) > 0:
