@@ -4,7 +4,9 @@
         ... receiver.url("/uuid/start") ...
         receiver.requests  # [Ping(method, path, body), ...] in arrival order
 
-`status` sets the HTTP status it answers with (e.g. 500 to test a failing ping).
+`status` sets the HTTP status it answers with (e.g. 500 to test a failing ping);
+`fail_first` answers the first N requests with 503 (retries). `Ping.headers` holds
+every request header (names lower-cased).
 `dead_url()` is a URL on a port nothing listens on (a closed receiver).
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 
@@ -23,11 +25,13 @@ class Ping:
     path: str
     body: bytes
     user_agent: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class PingReceiver:
-    def __init__(self, *, status: int = 200) -> None:
+    def __init__(self, *, status: int = 200, fail_first: int = 0) -> None:
         self.status = status
+        self.fail_first = fail_first
         self.requests: list[Ping] = []
         self._lock = threading.Lock()
         receiver = self
@@ -36,17 +40,25 @@ class PingReceiver:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
                     receiver.requests.append(
-                        Ping(self.command, self.path, body, self.headers.get("User-Agent", ""))
+                        Ping(
+                            self.command,
+                            self.path,
+                            body,
+                            self.headers.get("User-Agent", ""),
+                            headers,
+                        )
                     )
-                self.send_response(receiver.status)
+                    failing = len(receiver.requests) <= receiver.fail_first
+                self.send_response(503 if failing else receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(b"OK")
 
-            do_GET = do_POST = do_HEAD = _answer
+            do_GET = do_POST = do_PUT = do_HEAD = _answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep test output clean

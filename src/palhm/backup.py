@@ -30,7 +30,8 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,19 +39,22 @@ from typing import Final
 
 from palhm import faults, interrupts
 from palhm.backends import backend_class
-from palhm.backends.base import Backend, CopyWriter
+from palhm.backends.base import Backend, CopyInfo, CopyWriter
 from palhm.checksum import new_hasher
-from palhm.errors import BackendError, Cancelled, LockedError, RotationError
+from palhm.errors import BackendError, Cancelled, LockedError, PipelineError, RotationError
 from palhm.execute import PipelineResult, run_pipeline
 from palhm.graph import GroupSchedule
+from palhm.guards import SuspectCopyError, previous_sizes, suspect_reasons
 from palhm.manifest import (
     Manifest,
     ObjectRecord,
     StageRecord,
     building_manifest,
     encode_manifest,
+    parse_manifest,
 )
 from palhm.model import DEFAULT_VL, BackupObject, BackupTask
+from palhm.pins import read_pins
 from palhm.prefix import make_prefix
 from palhm.progress import ProgressBoard, open_board
 from palhm.rotation import FUTURE, RotationPlan, plan_rotation
@@ -59,6 +63,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
 POLL_INTERVAL: Final = 0.1  # s: longest the main thread waits before looking at signals
+LOCK_POLL: Final = 1.0  # s between two tries to take a held lock (lock-wait)
+RETRY_DELAY_MAX: Final = 3600.0  # s: an object's doubling retry delay stops growing here
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +100,30 @@ def run_backup(
     """
     backend = _make_backend(task, modules)
     interrupts.check()
-    with _errors_name_task(task), backend.lock():
+    with _errors_name_task(task), _lock(backend, task):
         faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
         _remove_incomplete(backend, task)
+        baseline = _baseline(backend, task) if task.max_shrink is not None else None
         interrupts.check()
         start = datetime.now(UTC)
         prefix = make_prefix(task.prefix, start)
         building = encode_manifest(building_manifest(task.id, prefix, start))
         with copy_transaction(backend, prefix, building_manifest=building) as copy:
             records = _ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
+            suspect = suspect_reasons(
+                task,
+                records,
+                previous_sizes(baseline),
+                previous_prefix=baseline.prefix if baseline else None,
+            )
             manifest = Manifest(
-                task.id, prefix, start, datetime.now(UTC), records, host=socket.gethostname()
+                task.id,
+                prefix,
+                start,
+                datetime.now(UTC),
+                records,
+                host=socket.gethostname(),
+                suspect=suspect,
             )
             faults.crashpoint("before-commit")  # test facility (tests/reliability)
             interrupts.check()  # a signal after the last object still means "no copy"
@@ -115,8 +134,85 @@ def run_backup(
             "task '%s': copy %s committed: %d object(s), %d bytes",
             task.id, location, len(records), manifest.size,
         )  # fmt: skip
+        if suspect:
+            raise _suspect_error(task, location, manifest)
         plan = rotate(backend, task, current=prefix)
     return BackupResult(task.id, prefix, location, manifest, plan)
+
+
+def _suspect_error(task: BackupTask, location: str, manifest: Manifest) -> SuspectCopyError:
+    """The copy is committed but looks wrong: no rotation, and the run fails."""
+    for reason in manifest.suspect:
+        log.error("task '%s': copy %s is suspect: %s", task.id, manifest.prefix, reason)
+    result = BackupResult(task.id, manifest.prefix, location, manifest, RotationPlan((), ()))
+    lines = [
+        f"task '{task.id}': copy {location} is suspect: kept and marked in its manifest;"
+        " rotation skipped, no older copy removed"
+    ]
+    lines.extend(f"  {reason}" for reason in manifest.suspect)
+    return SuspectCopyError("\n".join(lines), result)
+
+
+def suspect_copies(backend: Backend, copies: Sequence[CopyInfo]) -> frozenset[str]:
+    """Prefixes of the complete copies whose manifest marks them suspect (an unreadable
+    manifest is not a mark: rotation treats that copy as before)."""
+    found = set()
+    for info in copies:
+        if info.state != "complete":
+            continue
+        try:
+            data = backend.read_manifest(info.prefix)
+            if data is not None and parse_manifest(data).suspect:
+                found.add(info.prefix)
+        except (BackendError, ValueError):
+            continue
+    return frozenset(found)
+
+
+def _baseline(backend: Backend, task: BackupTask) -> Manifest | None:
+    """The manifest of the newest complete, non-suspect copy: what max-shrink compares
+    with. None when there is none (a copy whose manifest cannot be read is skipped)."""
+    for info in reversed(backend.list_copies()):
+        if info.state != "complete":
+            continue
+        try:
+            data = backend.read_manifest(info.prefix)
+            manifest = parse_manifest(data) if data is not None else None
+        except (BackendError, ValueError) as error:
+            log.warning(
+                "task '%s': cannot read the manifest of %s: %s", task.id, info.prefix, error
+            )
+            continue
+        if manifest is not None and manifest.state == "complete" and not manifest.suspect:
+            return manifest
+    return None
+
+
+@contextlib.contextmanager
+def _lock(backend: Backend, task: BackupTask) -> Iterator[None]:
+    """backend.lock(), trying again for up to `lock-wait` seconds while another run
+    holds it (a signal ends the wait: Interrupted)."""
+    with contextlib.ExitStack() as stack:
+        _acquire(stack, backend, task)
+        yield
+
+
+def _acquire(stack: contextlib.ExitStack, backend: Backend, task: BackupTask) -> None:
+    deadline = time.monotonic() + task.lock_wait
+    announced = False
+    while True:
+        try:
+            stack.enter_context(backend.lock())
+            return
+        except LockedError as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if not announced:
+                log.info("task '%s': %s; waiting up to %g s", task.id, error, task.lock_wait)
+                announced = True
+        if interrupts.CANCEL.wait(min(LOCK_POLL, left)):
+            interrupts.check()
 
 
 def _make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
@@ -162,7 +258,14 @@ def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
         copies = backend.list_copies()
     except BackendError as error:
         raise RotationError(f"task '{task.id}': {error}; {safe}") from error
-    plan = plan_rotation(copies, task.retention, current=current, now=datetime.now().astimezone())
+    plan = plan_rotation(
+        copies,
+        task.retention,
+        current=current,
+        now=datetime.now().astimezone(),
+        suspect=suspect_copies(backend, copies),
+        pinned=read_pins(backend),
+    )
     for kept in plan.keep:
         log.debug("keeping copy %s: %s", kept.copy.location, ", ".join(kept.reasons))
         if kept.reasons == (FUTURE,):  # the clock was ahead when it was made
@@ -321,7 +424,7 @@ class _ObjectBuilder:
             self.board.start(obj.path)
             progress = self.board.reporter(obj.path)
         try:
-            result = self._run_pipeline(obj, context, progress)
+            result, attempts = self._attempts(obj, context, progress)
             faults.crashpoint("object-closed")  # test facility (tests/reliability)
         except BackendError as error:
             if str(error).startswith(context):
@@ -329,7 +432,30 @@ class _ObjectBuilder:
             raise type(error)(f"{context}: {error}") from error
         finally:
             self.board.finish(obj.path)
-        return _record(obj, self.task.checksum, result, start)
+        return _record(obj, self.task.checksum, result, start, attempts)
+
+    def _attempts(
+        self, obj: BackupObject, context: str, progress: Callable[[int], None] | None
+    ) -> tuple[PipelineResult, int]:
+        """Run the object's pipeline, again from scratch (new processes, a new sink)
+        after a failure while `retries` allow: (result, attempts made)."""
+        delay = obj.retry_delay
+        for attempt in range(1, obj.retries + 2):
+            try:
+                return self._run_pipeline(obj, context, progress), attempt
+            except (PipelineError, BackendError) as error:
+                if attempt > obj.retries or self.cancel.is_set():
+                    raise
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                log.warning(
+                    "%s: attempt %d of %d failed: %s; retrying in %g s",
+                    context, attempt, obj.retries + 1, first, delay,
+                )  # fmt: skip
+                self.copy.discard_object(obj.path)
+                if self.cancel.wait(delay):
+                    raise
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _run_pipeline(
         self, obj: BackupObject, context: str, progress: Callable[[int], None] | None
@@ -349,9 +475,16 @@ class _ObjectBuilder:
 
 
 def _record(
-    obj: BackupObject, algorithm: str, result: PipelineResult, start: datetime
+    obj: BackupObject, algorithm: str, result: PipelineResult, start: datetime, attempts: int = 1
 ) -> ObjectRecord:
     stages = tuple(StageRecord(s.argv, s.status, s.signal) for s in result.stages)
     return ObjectRecord(
-        obj.path, result.size, algorithm, result.digest, start, datetime.now(UTC), stages
+        obj.path,
+        result.size,
+        algorithm,
+        result.digest,
+        start,
+        datetime.now(UTC),
+        stages,
+        attempts=attempts,
     )

@@ -21,6 +21,7 @@ from palhm import __version__
 from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
 
 if TYPE_CHECKING:
+    from palhm.hooks import RunReport
     from palhm.model import Config
 
 log = logging.getLogger("palhm")
@@ -121,6 +122,9 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         "task", nargs="?", default="", help="task to run (default: 'default'; see config tasks)"
     )
     run.add_argument("-n", "--dry-run", action="store_true", help="print the plan and run nothing")
+    run.add_argument(
+        "--json", action="store_true", help="print a JSON summary of the run on stdout"
+    )
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
         "action",
@@ -149,6 +153,13 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     verify = commands.add_parser("verify", help="re-read a copy and compare it with its manifest")
     verify.add_argument("task", help="backup task id")
     verify.add_argument("prefix", nargs="?", default="latest", help="copy (default: latest)")
+    for name, verb in (
+        ("pin", "never rotate a copy away"),
+        ("unpin", "let rotation remove a copy again"),
+    ):
+        pin = commands.add_parser(name, help=f"{verb} (shown in 'list')")
+        pin.add_argument("task", help="backup task id")
+        pin.add_argument("prefix", help="copy prefix, or 'latest'")
     get = commands.add_parser("get", help="stream one object of a copy to stdout")
     get.add_argument("task", help="backup task id")
     get.add_argument("prefix", help="copy prefix, or 'latest'")
@@ -235,9 +246,16 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(runner.plan_text(config, task_id))
         return
     interrupts.install_handlers()
+    on_report = _print_json if args.json else None
     with strays.run_record():  # stops what a SIGKILLed run left; records this run's
-        runner.run_task(config, task_id, verbosity=verbosity)
+        runner.run_task(config, task_id, verbosity=verbosity, on_report=on_report)
     interrupts.check()
+
+
+def _print_json(report: RunReport) -> None:
+    json.dump(report.document(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -375,7 +393,17 @@ def cmd_drill(args: argparse.Namespace) -> None:
         sys.stdout.write(report)
 
 
+def cmd_pin(args: argparse.Namespace) -> None:
+    from palhm import operations
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    sys.stdout.write(operations.pin(config, task, args.prefix, pinned=args.command == "pin"))
+
+
 COMMANDS: Final[dict[str, Handler]] = {
+    "pin": cmd_pin,
+    "unpin": cmd_pin,
     "run": cmd_run,
     "config": cmd_config,
     "schema": cmd_schema,

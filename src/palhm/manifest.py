@@ -53,6 +53,7 @@ class ObjectRecord:
     start: datetime
     end: datetime
     stages: tuple[StageRecord, ...]
+    attempts: int = 1  # 1 + the retries it took (backup-object `retries`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class Manifest:
     state: ManifestState = "complete"
     host: str = ""
     palhm_version: str = __version__
+    suspect: tuple[str, ...] = ()  # why the copy looks wrong (guards.py); () = fine
 
     @property
     def size(self) -> int:
@@ -91,6 +93,8 @@ def encode_manifest(manifest: Manifest) -> bytes:
         "size": manifest.size,
         "objects": [_encode_object(obj) for obj in manifest.objects],
     }
+    if manifest.suspect:
+        document["suspect"] = list(manifest.suspect)
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
 
 
@@ -105,6 +109,7 @@ def _encode_object(obj: ObjectRecord) -> dict[str, Any]:
         "start": _time(obj.start),
         "end": _time(obj.end),
         "stages": [_encode_stage(s) for s in obj.stages],
+        "attempts": obj.attempts,
     }
 
 
@@ -150,6 +155,7 @@ def _decode(document: Mapping[str, Any]) -> Manifest:
         state=state,
         host=str(document.get("host", "")),
         palhm_version=str(document.get("palhm-version", "")),
+        suspect=tuple(str(reason) for reason in document.get("suspect", ())),
     )
 
 
@@ -163,6 +169,7 @@ def _decode_object(raw: Mapping[str, Any]) -> ObjectRecord:
         start=_parse_time(raw["start"]),
         end=_parse_time(raw["end"]),
         stages=tuple(_decode_stage(s) for s in raw.get("stages", ())),
+        attempts=int(raw.get("attempts", 1)),
     )
 
 

@@ -15,6 +15,13 @@ Series (gauges, label `task`):
   palhm_copies_kept                     copies under the root after rotation (backup
                                         tasks; kept from the previous run on failure)
 Alert on `time() - palhm_last_success_timestamp_seconds > 2 * 86400`, for example.
+
+`palhm verify` writes its own series (same label), never touching the run's:
+  palhm_last_verify_timestamp_seconds          end of the last verify
+  palhm_last_verify_success                    1 if every object matched its manifest
+  palhm_last_verify_success_timestamp_seconds  end of the last good verify (kept on failure)
+  palhm_last_verify_objects_checked            objects read by the last verify
+  palhm_last_verify_bytes_read                 bytes read by the last verify
 """
 
 from __future__ import annotations
@@ -40,6 +47,15 @@ METRICS: Final[dict[str, str]] = {
     "palhm_last_run_bytes_written": "Bytes of the copy made by the last run (0 if it failed).",
     "palhm_copies_kept": "Copies under the backup root after the last rotation.",
 }
+VERIFY_METRICS: Final[dict[str, str]] = {
+    "palhm_last_verify_timestamp_seconds": "Unix time at which the task's last verify ended.",
+    "palhm_last_verify_success": "1 if the last verify found every object as its manifest says.",
+    "palhm_last_verify_success_timestamp_seconds": "Unix time at which the last good verify ended.",
+    "palhm_last_verify_objects_checked": "Objects read by the last verify.",
+    "palhm_last_verify_bytes_read": "Bytes read by the last verify.",
+}
+RUN_METRICS: Final = dict(METRICS)
+METRICS.update(VERIFY_METRICS)
 # Kept from the previous file when a run does not produce a new value.
 CARRIED_OVER: Final = (
     "palhm_last_success_timestamp_seconds",
@@ -48,6 +64,7 @@ CARRIED_OVER: Final = (
     "palhm_last_drill_duration_seconds",
     "palhm_last_drill_success",
     "palhm_last_drill_success_timestamp_seconds",
+    "palhm_last_verify_success_timestamp_seconds",
 )
 
 # Restore drills (`palhm drill`, doc/restore.md) have series of their own: a drill
@@ -94,6 +111,33 @@ class RunMetrics:
         for name in CARRIED_OVER:
             if name not in values and name in previous:
                 values[name] = previous[name]
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyMetrics:
+    """What one `palhm verify` reports."""
+
+    task_id: str
+    end_time: float  # Unix time
+    success: bool
+    objects_checked: int
+    bytes_read: int
+
+    owned = VERIFY_METRICS
+
+    def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
+        values = {
+            "palhm_last_verify_timestamp_seconds": round(self.end_time, 3),
+            "palhm_last_verify_success": 1.0 if self.success else 0.0,
+            "palhm_last_verify_objects_checked": float(self.objects_checked),
+            "palhm_last_verify_bytes_read": float(self.bytes_read),
+        }
+        name = "palhm_last_verify_success_timestamp_seconds"
+        if self.success:
+            values[name] = round(self.end_time, 3)
+        elif name in previous:
+            values[name] = previous[name]
         return values
 
 
@@ -146,7 +190,7 @@ def render_textfile(series: Series, foreign: Iterable[str] = ()) -> str:
 MAX_TEXTFILE_SIZE: Final = 16 << 20
 
 
-def update_textfile(path: Path, run: RunMetrics) -> None:
+def update_textfile(path: Path, run: RunMetrics | VerifyMetrics) -> None:
     """Replace `run.task_id`'s samples in the textfile at `path`, atomically.
 
     The directory may be writable by another user (node_exporter's): every name in
@@ -165,8 +209,10 @@ def update_textfile(path: Path, run: RunMetrics) -> None:
             previous = {
                 name: tasks[run.task_id] for name, tasks in series.items() if run.task_id in tasks
             }
-            for tasks in series.values():
-                tasks.pop(run.task_id, None)
+            owned = run.owned if isinstance(run, VerifyMetrics) else RUN_METRICS
+            for name, tasks in series.items():
+                if name in owned:  # a run keeps the verify series, and the other way round
+                    tasks.pop(run.task_id, None)
             for name, value in run.samples(previous).items():
                 series[name][run.task_id] = value
             _write_atomically(dir_fd, path, render_textfile(series, foreign))

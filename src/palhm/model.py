@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
+from palhm.durations import Duration
 from palhm.values import DEFAULT_EC, INFINITE, ExitCodeSpec, Limit
 
 DEFAULT_VL: Final = 3
@@ -82,6 +83,9 @@ class BackupObject:
     alloc_size: int | None = None
     restore: tuple[Exec, ...] = ()  # undoes `pipeline`: reads the object on stdin
     drill_restore: tuple[Exec, ...] = ()  # the restore pipeline used in a drill
+    min_size: int | None = None  # smaller: the copy is suspect (guards.py)
+    retries: int = 0  # more attempts after a failed one
+    retry_delay: float = 10.0  # s before the first retry, doubled after each
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +112,14 @@ class RetentionPolicy:
     keep_weekly: int | None = None
     keep_monthly: int | None = None
     keep_yearly: int | None = None
+    keep_within: Duration | None = None
 
     @property
     def has_keep_rules(self) -> bool:
         return any(
             v  # 0 means unset, as in restic
             for v in (
+                self.keep_within,
                 self.keep_last,
                 self.keep_hourly,
                 self.keep_daily,
@@ -125,12 +131,32 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderValue:
+    """An HTTP header's value: written in the config, or read at send time from a
+    file (first line) or an environment variable, so tokens stay out of configs."""
+
+    value: str | None = None
+    file: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PingHook:
-    """HTTP(S) ping in the healthchecks style (SPEC C7)."""
+    """An HTTP(S) request (healthchecks, ntfy, Gotify, webhooks ...).
+
+    `url`, `body` and the strings of `body_json` are templates ({task}, {status} ...,
+    see hooks.py). `retries` more attempts after a failure, waiting `retry_delay`
+    seconds, doubled after each attempt.
+    """
 
     url: str
     timeout: float = 10.0
     method: str = "GET"
+    headers: tuple[tuple[str, HeaderValue], ...] = ()
+    body: str | None = None
+    body_json: Any = None
+    retries: int = 0
+    retry_delay: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +169,9 @@ class MailHook:
     subject: str | None = None
 
 
-Hook: TypeAlias = PingHook | MailHook
+Notification: TypeAlias = PingHook | MailHook
+Hook: TypeAlias = PingHook | MailHook | Exec | TaskRef | Builtin
+"""A hook item: a notification, or a command run like a routine item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +179,7 @@ class Hooks:
     on_start: tuple[Hook, ...] = ()
     on_success: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
+    always: tuple[Hook, ...] = ()  # `finally`
 
 
 NO_HOOKS: Final = Hooks()
@@ -179,6 +208,8 @@ class BackupTask:
     checksum: Literal["blake3", "sha256", "xxh3-128", "none"] = "blake3"
     hooks: Hooks = NO_HOOKS
     drill: Drill | None = None
+    max_shrink: float | None = None  # percent (guards.py)
+    lock_wait: float = 0.0  # s to wait for the backend's lock
 
 
 Task: TypeAlias = RoutineTask | BackupTask

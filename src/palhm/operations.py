@@ -195,16 +195,32 @@ def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
     backend = existing_backend(config, task)
     copies = own_copies(backend, task)
     now = datetime.now(UTC)
+    marks = copy_marks(backend, copies)
     if as_json:
-        return json.dumps([_copy_json(c, now) for c in copies], indent=2) + "\n"
+        return json.dumps([_copy_json(c, now, marks) for c in copies], indent=2) + "\n"
     if not copies:
         return f"task '{task.id}': no copies in {backend.describe()}\n"
-    return _copy_table(task, backend, copies, now)
+    return _copy_table(task, backend, copies, now, marks)
 
 
-def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
+def copy_marks(backend: Backend, copies: Sequence[CopyInfo]) -> dict[str, list[str]]:
+    """prefix -> its marks: `pinned`, `suspect` (doc/operations.md)."""
+    from palhm.backup import suspect_copies
+    from palhm.pins import read_pins
+
+    pins, suspect = read_pins(backend), suspect_copies(backend, copies)
+    return {
+        c.prefix: [
+            m for m, on in (("pinned", c.prefix in pins), ("suspect", c.prefix in suspect)) if on
+        ]
+        for c in copies
+    }
+
+
+def _copy_json(copy: CopyInfo, now: datetime, marks: dict[str, list[str]]) -> dict[str, Any]:
     age = _age(copy, now)
     return {
+        "marks": marks.get(copy.prefix, []),
         "prefix": copy.prefix,
         "state": copy.state,
         "objects": copy.nb_objects,
@@ -217,7 +233,11 @@ def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
 
 
 def _copy_table(
-    task: BackupTask, backend: Backend, copies: Sequence[CopyInfo], now: datetime
+    task: BackupTask,
+    backend: Backend,
+    copies: Sequence[CopyInfo],
+    now: datetime,
+    marks: dict[str, list[str]],
 ) -> str:
     counted = [c for c in copies if c.counted]
     rows = [("PREFIX", "STATE", "OBJECTS", "SIZE", "AGE")]
@@ -226,7 +246,7 @@ def _copy_table(
         rows.append(
             (
                 copy.prefix,
-                copy.state,
+                ",".join([copy.state, *marks.get(copy.prefix, [])]),
                 str(copy.nb_objects),
                 human_size(copy.size),
                 _shown_age(age),
@@ -253,6 +273,25 @@ def _copy_table(
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- pin
+
+
+def pin(config: Config, task: BackupTask, prefix: str, *, pinned: bool) -> str:
+    """Pin (rotation never removes it) or unpin one complete or legacy copy, under the
+    root's lock so a running rotation never misses a pin. The line to print."""
+    from palhm.pins import set_pin
+
+    backend = open_backend(config, task)
+    with backend.lock():
+        copy = resolve_copy(backend, task, prefix, legacy_latest=True)
+        if not copy.counted:
+            raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")
+        changed = set_pin(backend, copy.prefix, pinned=pinned)
+    word = "pinned" if pinned else "unpinned"
+    already = "" if changed else " (it already was)"
+    return f"task '{task.id}': copy {copy.prefix} {word}{already}\n"
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -263,6 +302,37 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     (missing object, size differs, checksum differs, object not in the manifest),
     or saying why the copy cannot be verified; UsageError for an unknown prefix.
     """
+    tally: list[int] = []  # bytes read, one entry per object read
+    try:
+        report = _verify(config, task, prefix, tally)
+    except UsageError:
+        raise  # a mistyped prefix says nothing about the copies
+    except BaseException:
+        _verify_metrics(config, task, success=False, tally=tally)
+        raise
+    _verify_metrics(config, task, success=True, tally=tally)
+    return report
+
+
+def _verify_metrics(config: Config, task: BackupTask, *, success: bool, tally: list[int]) -> None:
+    """Write the verify series to the metrics textfile, if the config names one."""
+    import logging
+    import time
+
+    from palhm.metrics import VerifyMetrics, update_textfile
+
+    if config.metrics_textfile is None:
+        return
+    run = VerifyMetrics(task.id, time.time(), success, len(tally), sum(tally))
+    try:
+        update_textfile(config.metrics_textfile, run)
+    except OSError as error:
+        logging.getLogger(__name__).warning(
+            "task '%s': cannot write metrics to %s: %s", task.id, config.metrics_textfile, error
+        )
+
+
+def _verify(config: Config, task: BackupTask, prefix: str, tally: list[int]) -> str:
     backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=False)
     if copy.state not in ("complete", "damaged"):
@@ -270,7 +340,7 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     manifest = load_manifest(backend, task, copy)
     problems: list[str] = []
     for record in manifest.objects:
-        problems.extend(_check_object(backend, task, copy.prefix, record))
+        problems.extend(_check_object(backend, task, copy.prefix, record, tally=tally))
     problems.extend(_extra_objects(backend, copy.prefix, manifest))
     head = f"task '{task.id}': copy {copy.prefix} in {backend.describe()}"
     if problems:
@@ -292,14 +362,22 @@ def _unverifiable(task: BackupTask, copy: CopyInfo) -> str:
 
 
 def _check_object(
-    backend: Backend, task: BackupTask, prefix: str, record: ObjectRecord
+    backend: Backend,
+    task: BackupTask,
+    prefix: str,
+    record: ObjectRecord,
+    *,
+    tally: list[int] | None = None,
 ) -> list[str]:
-    """The differences between a stored object and its manifest record ([] if none)."""
+    """The differences between a stored object and its manifest record ([] if none);
+    the bytes read are appended to `tally`."""
     try:
         with backend.open_object_reader(prefix, record.path) as reader:
             size, digest = _read_all(
                 reader, record.checksum_algorithm, block_size(task), limit=record.size + 1
             )
+        if tally is not None:
+            tally.append(size)
     except BackendError as error:
         if "InvalidObjectState" in str(error):  # S3: archived (GLACIER, DEEP_ARCHIVE)
             shown = _shown(record.path)

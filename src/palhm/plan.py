@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from palhm.backends.base import Backend, CopyInfo
-from palhm.backup import worker_count
+from palhm.backup import suspect_copies, worker_count
 from palhm.errors import BackendError
 from palhm.graph import group_dependencies
 from palhm.hooks import describe_hook
@@ -39,6 +39,7 @@ from palhm.model import (
     TaskRef,
 )
 from palhm.operations import open_backend
+from palhm.pins import read_pins
 from palhm.prefix import make_prefix, parse_prefix
 from palhm.progress import human_size
 from palhm.rotation import RotationPlan, plan_rotation
@@ -201,7 +202,14 @@ def rotation_lines(backend: Backend, task: BackupTask, prefix: str, now: datetim
         lines.append(f"{INDENT}a copy named {prefix} exists: the run would stop (collision)")
         return lines
     planned = _planned_copy(backend, task, prefix)
-    plan = plan_rotation([*copies, planned], task.retention, current=prefix, now=now.astimezone())
+    plan = plan_rotation(
+        [*copies, planned],
+        task.retention,
+        current=prefix,
+        now=now.astimezone(),
+        suspect=suspect_copies(backend, copies),
+        pinned=read_pins(backend),
+    )
     lines.extend(_indent(decision_lines(plan, prefix, copies), 1))
     return lines
 
@@ -255,6 +263,8 @@ def policy_text(policy: RetentionPolicy) -> str:
         ("keep-yearly", policy.keep_yearly),
     ]
     parts = [f"{name} {value}" for name, value in rules if value is not None]
+    if policy.keep_within is not None:
+        parts.insert(0, f"keep-within {policy.keep_within}")
     for name, limit in (
         ("nb-copy-limit", policy.nb_copy_limit),
         ("root-size-limit", policy.root_size_limit),
@@ -274,6 +284,7 @@ def hook_lines(hooks: Hooks) -> list[str]:
         ("on-start", hooks.on_start),
         ("on-success", hooks.on_success),
         ("on-failure", hooks.on_failure),
+        ("finally", hooks.always),
     ):
         lines.extend(f"{INDENT}{event}: {describe_hook(hook)}" for hook in items)
     return lines

@@ -24,7 +24,7 @@ for each kept copy, why it is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -51,6 +51,8 @@ NOT_KEPT: Final = "kept by no keep-* rule"
 OVER_COUNT: Final = "nb-copy-limit"
 OVER_SIZE: Final = "root-size-limit"
 FUTURE: Final = "dated in the future: never counted, never removed"
+PINNED: Final = "pinned"
+SUPERSEDED: Final = "suspect copy, superseded by a newer good copy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +74,75 @@ class RotationPlan:
 
 
 def plan_rotation(
-    copies: Sequence[CopyInfo], policy: RetentionPolicy, *, current: str, now: datetime
+    copies: Sequence[CopyInfo],
+    policy: RetentionPolicy,
+    *,
+    current: str,
+    now: datetime,
+    suspect: Collection[str] = frozenset(),
+    pinned: Collection[str] = frozenset(),
 ) -> RotationPlan:
     """Decide which counted copies to delete; see the module docstring.
 
     `current` is the prefix of the copy just committed; `now` (aware) gives the time
-    zone of calendar buckets. Raises ValueError if a copy's prefix does not parse.
+    zone of calendar buckets. `suspect`: prefixes of copies marked suspect (they take
+    no keep-* slot, do not count against the limits, and go once a newer good copy
+    exists); `pinned`: prefixes never removed. Raises ValueError if a copy's prefix
+    does not parse.
     """
-    dated = _oldest_first(copies)
+    everything = _oldest_first(copies)
     current_time = parse_prefix(current)
     horizon = max(now, current_time) if current_time is not None else now
-    future = [c for c, when in dated if when > horizon and c.prefix != current]
-    dated = [(c, when) for c, when in dated if c not in future]
-    reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in dated}
+    future = [c for c, when in everything if when > horizon and c.prefix != current]
+    everything = [(c, when) for c, when in everything if c not in future]
+    dated = [(c, t) for c, t in everything if c.prefix not in suspect or c.prefix == current]
+    reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in everything}
     removed: dict[str, str] = {}
     if has_keep_rules(policy):
         _apply_keep_rules(dated, policy, now, reasons)
         removed = {c.prefix: NOT_KEPT for c, _ in dated if not reasons[c.prefix]}
-    if current in reasons:
-        reasons[current].insert(0, CURRENT)
-        removed.pop(current, None)
+    for prefix in (current, *(p for p in pinned if p in reasons)):
+        if prefix in reasons:
+            reasons[prefix].insert(0, CURRENT if prefix == current else PINNED)
+            removed.pop(prefix, None)
     survivors = [c for c, _ in dated if c.prefix not in removed]
-    removed.update(_apply_caps(survivors, policy, current))
+    removed.update(_apply_caps(survivors, policy, {current, *pinned}))
+    removed.update(_suspect_removals(everything, dated, suspect, pinned, current))
     keep = tuple(
         Decision(c, tuple(reasons[c.prefix]) or (WITHIN_LIMITS,))
-        for c, _ in dated
+        for c, _ in everything
         if c.prefix not in removed
     ) + tuple(Decision(c, (FUTURE,)) for c in future)
-    remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in dated if c.prefix in removed)
+    remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in everything if c.prefix in removed)
     return RotationPlan(keep, remove)
+
+
+def _suspect_removals(
+    everything: Sequence[tuple[CopyInfo, datetime]],
+    good: Sequence[tuple[CopyInfo, datetime]],
+    suspect: Collection[str],
+    pinned: Collection[str],
+    current: str,
+) -> dict[str, str]:
+    """Suspect copies older than the newest good copy go (unless pinned)."""
+    if not good:
+        return {}
+    newest_good = good[-1][1]
+    return {
+        c.prefix: SUPERSEDED
+        for c, when in everything
+        if c.prefix in suspect and c.prefix != current and c.prefix not in pinned
+        and when < newest_good
+    }  # fmt: skip
 
 
 def has_keep_rules(policy: RetentionPolicy) -> bool:
     """Whether any keep-* rule is set to keep at least one copy (0 = unset)."""
-    return bool(policy.keep_last) or any(count for _, count in _bucket_rules(policy))
+    return (
+        bool(policy.keep_last)
+        or policy.keep_within is not None
+        or any(count for _, count in _bucket_rules(policy))
+    )
 
 
 def _oldest_first(copies: Sequence[CopyInfo]) -> list[tuple[CopyInfo, datetime]]:
@@ -129,6 +166,12 @@ def _apply_keep_rules(
 ) -> None:
     """Add the name of every keep-* rule that keeps a copy to its reasons."""
     newest_first = dated[::-1]
+    if policy.keep_within is not None and newest_first:
+        # restic: measured from the newest copy, not from now; strictly after the cut
+        cut = policy.keep_within.before(newest_first[0][1].astimezone(now.tzinfo))
+        for copy, when in newest_first:
+            if when > cut:
+                reasons[copy.prefix].append(f"keep-within {policy.keep_within}")
     if policy.keep_last:
         for copy, _ in newest_first[: policy.keep_last]:
             reasons[copy.prefix].append("keep-last")
@@ -156,8 +199,10 @@ def _bucket_rules(policy: RetentionPolicy) -> list[tuple[str, int]]:
     return [(rule, count) for rule, count in rules.items() if count]
 
 
-def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str) -> dict[str, str]:
-    """Remove the oldest survivors (never the current copy) until both caps hold."""
+def _apply_caps(
+    survivors: list[CopyInfo], policy: RetentionPolicy, protected: Collection[str]
+) -> dict[str, str]:
+    """Remove the oldest survivors (never the current or a pinned copy) until both caps hold."""
     removed: dict[str, str] = {}
     count = len(survivors)
     size = sum(c.size for c in survivors)
@@ -166,7 +211,7 @@ def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str
         over_size = policy.root_size_limit.exceeded_by(size)
         if not (over_count or over_size):
             break
-        if copy.prefix == current:
+        if copy.prefix in protected:
             continue
         removed[copy.prefix] = OVER_COUNT if over_count else OVER_SIZE
         count -= 1

@@ -1,4 +1,4 @@
-"""Routine tasks (SPEC A4): items run one after another; the first failure stops the task.
+"""Routine tasks: items run one after another; the first failure stops the task.
 
 Items are numbered from 1 in messages ("task 'update', item 2: ..."), like pipeline
 stages. An exec item is one process (execute.run_command); a task pointer goes back
@@ -7,8 +7,11 @@ to the caller's task runner; a builtin runs in palhm itself (builtins.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 from palhm import interrupts
 from palhm.builtins import run_builtin
@@ -31,23 +34,37 @@ def run_routine(task: RoutineTask, *, run_task: Callable[[str], None], verbosity
     """
     for index, item in enumerate(task.items, start=1):
         interrupts.check()  # a signal between two items: start no more
-        _run_item(task, index, item, run_task=run_task, verbosity=verbosity)
+        run_item(
+            item,
+            context=f"task '{task.id}', item {index}",
+            run_task=run_task,
+            verbosity=verbosity,
+        )
 
 
-def _run_item(
-    task: RoutineTask,
-    index: int,
+def run_item(
     item: RoutineItem,
     *,
+    context: str,
     run_task: Callable[[str], None],
     verbosity: int,
+    cancel: threading.Event | None = interrupts.CANCEL,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    context = f"task '{task.id}', item {index}"
+    """Run one routine item (or a command hook: hooks.py passes its own `cancel`, which
+    a signal sets only after the clean-up grace, and `env`, the PALHM_* variables).
+
+    Raises what run_command, run_task or the builtin raised; Interrupted instead of
+    Cancelled when a signal stopped an item run under interrupts.CANCEL.
+    """
     if isinstance(item, Exec):
+        if env:
+            item = dataclasses.replace(item, env=MappingProxyType({**item.env, **env}))
         try:
-            run_command(item, context=context, verbosity=verbosity, cancel=interrupts.CANCEL)
+            run_command(item, context=context, verbosity=verbosity, cancel=cancel)
         except Cancelled:
-            interrupts.check()  # Interrupted(signal) if a signal set CANCEL
+            if cancel is interrupts.CANCEL:
+                interrupts.check()  # Interrupted(signal) if a signal set CANCEL
             raise
     elif isinstance(item, TaskRef):
         log.debug("%s: running task '%s'", context, item.task_id)

@@ -7,19 +7,41 @@ Notifications and metrics wrap every task run (hooks.run_with_hooks, SPEC C7).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from palhm.model import BackupTask, Config, RoutineTask
+
+if TYPE_CHECKING:
+    from palhm.hooks import RunReport
 
 log = logging.getLogger(__name__)
 
 
-def run_task(config: Config, task_id: str, *, verbosity: int) -> None:
-    """Run one task. Raises PalhmError subclasses; the CLI maps them to exit statuses."""
+def run_task(
+    config: Config,
+    task_id: str,
+    *,
+    verbosity: int,
+    on_report: Callable[[RunReport], None] | None = None,
+) -> None:
+    """Run one task. Raises PalhmError subclasses; the CLI maps them to exit statuses.
+    `on_report` gets this task's final report (`run --json`), failed runs included."""
     from palhm.hooks import run_with_hooks
 
     task = config.tasks[task_id]
-    log.info("task '%s': starting", task_id)
-    run_with_hooks(config, task, lambda: _run(config, task, verbosity=verbosity))
+
+    def run_pointer(pointed: str) -> None:
+        run_task(config, pointed, verbosity=verbosity)
+
+    run_with_hooks(
+        config,
+        task,
+        lambda: _run(config, task, verbosity=verbosity),
+        run_task=run_pointer,
+        verbosity=verbosity,
+        on_report=on_report,
+    )
     log.info("task '%s': done", task_id)
 
 

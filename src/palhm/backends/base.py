@@ -29,6 +29,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Literal
 
+from palhm.errors import BackendError
+
 MANIFEST_NAME = ".palhm-manifest.json"
 MANIFEST_TMP = MANIFEST_NAME + ".tmp"  # localfs writes the manifest through it
 RESERVED_NAMES = frozenset({MANIFEST_NAME, MANIFEST_TMP})
@@ -113,6 +115,10 @@ class CopyWriter(ABC):
     def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         """Create the object PATH (relative, normalised, may contain '/'). Thread-safe."""
 
+    def discard_object(self, path: str) -> None:  # noqa: B027 - optional
+        """Remove what a failed attempt left of object PATH before it starts again
+        (a backend that overwrites on open needs nothing)."""
+
     @abstractmethod
     def commit(self, manifest: bytes) -> None:
         """Write the final manifest last and make the copy visible atomically."""
@@ -162,6 +168,14 @@ class Backend(ABC):
 
     def after_commit(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Optional post-commit work (aws-s3: move objects to rot-storage-class)."""
+
+    def read_note(self, name: str) -> bytes | None:
+        """A small file palhm keeps at the root (`.palhm-pins.json`), or None. Optional."""
+        return None
+
+    def write_note(self, name: str, data: bytes) -> None:
+        """Replace a small file at the root atomically. Raises BackendError. Optional."""
+        raise BackendError(f"the {self.name} backend cannot store {name}")
 
     def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(path, size) of each object of a copy, manifest excluded. Optional."""

@@ -162,9 +162,21 @@ class LocalfsBackend(Backend):
         return json.dumps(info).encode() + b"\n"
 
     def ensure_root(self) -> None:
-        """Create ROOT (and missing parents, `mkdir -p`) with dmode if it is missing."""
+        """Create ROOT (and missing parents, `mkdir -p`) with dmode if it is missing.
+        BackendError instead when `create-root` is false, or when `require-mount` is
+        true and ROOT is not a mount point (an unmounted disk must not fill `/`)."""
+        if self.params.get("require_mount") and not os.path.ismount(self.root):
+            state = "is not a mount point" if self.root.exists() else "does not exist"
+            raise BackendError(
+                f"the backup root {self.root} {state} (require-mount: is the backup disk mounted?)"
+            )
         if self.root.is_dir():
             return
+        if self.params.get("create_root") is False:
+            raise BackendError(
+                f"the backup root {self.root} does not exist (create-root is false:"
+                " is the backup disk mounted?)"
+            )
         try:
             created = fsutil.make_root_dirs(self.root.resolve(), self.dmode)
         except OSError as error:
@@ -318,6 +330,24 @@ class LocalfsBackend(Backend):
         os.fsync(root_fd)
         return doomed
 
+    # -- notes (pins) ----------------------------------------------------------------
+
+    def read_note(self, name: str) -> bytes | None:
+        try:
+            with self._root() as root_fd:
+                return fsutil.read_bounded(name, dir_fd=root_fd)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise BackendError(f"cannot read {self.root / name}: {error}") from None
+
+    def write_note(self, name: str, data: bytes) -> None:
+        try:
+            with self._root() as root_fd:
+                fsutil.write_durably(name, data, self.fmode, dir_fd=root_fd)
+        except OSError as error:
+            raise BackendError(f"cannot write {self.root / name}: {_reason(error)}") from None
+
     # -- reading -------------------------------------------------------------------
 
     def read_manifest(self, prefix: str) -> bytes | None:
@@ -422,6 +452,18 @@ class LocalfsCopyWriter(CopyWriter):
             fd, alloc_size or 0, target, keep_size=True
         )
         return LocalfsSink(fd, target, preallocated=preallocated)
+
+    def discard_object(self, path: str) -> None:
+        """Remove what a failed attempt left of STAGING/PATH, so it can start again."""
+        relative = _relative(path)
+        try:
+            os.unlink(str(relative), dir_fd=self._staging_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise BackendError(
+                f"cannot remove {self._staging / relative}: {_reason(error)}"
+            ) from None
 
     def write_manifest(self, manifest: bytes) -> None:
         """Atomically (re)place STAGING/.palhm-manifest.json and make it durable."""

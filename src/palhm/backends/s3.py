@@ -59,7 +59,14 @@ from urllib.parse import urlsplit
 
 from palhm import aws, faults
 from palhm.backends import s3_transition
-from palhm.backends.base import MANIFEST_NAME, Backend, CopyInfo, CopyState, CopyWriter
+from palhm.backends.base import (
+    MANIFEST_NAME,
+    Backend,
+    CopyInfo,
+    CopyState,
+    CopyWriter,
+    ObjectSink,
+)
 from palhm.backends.s3_lock import hold_lock, lock_path
 from palhm.backends.s3_reader import S3BodyReader
 from palhm.backends.s3_upload import (
@@ -74,6 +81,7 @@ from palhm.backends.s3_upload import (
 from palhm.errors import BackendError, CollisionError
 from palhm.manifest import parse_manifest
 from palhm.prefix import is_prefix, sort_by_prefix
+from palhm.throttle import Throttle, ThrottledSink, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +146,8 @@ class S3Backend(Backend):
         self._delete_objects = True  # False once the store refused DeleteObjects
         self._run_id = ""
         _check_part_size(self.part_size, task_id)
+        rate = params.get("upload_rate_limit")
+        self.upload_rate: float | None = parse_rate(rate) if rate is not None else None
 
     # -- names --------------------------------------------------------------------------
 
@@ -557,6 +567,22 @@ class S3Backend(Backend):
                 )  # fmt: skip
                 return
 
+    def read_note(self, name: str) -> bytes | None:
+        key = f"{self.root}/{name}" if self.root else name
+        try:
+            with self.errors(f"s3://{self.bucket}/{key}", "reading"):
+                body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except BackendError as exc:
+            if exc.__cause__ is not None and aws.error_code(exc.__cause__) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return body
+
+    def write_note(self, name: str, data: bytes) -> None:
+        key = f"{self.root}/{name}" if self.root else name
+        with self.errors(f"s3://{self.bucket}/{key}", "writing"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
     def read_manifest(self, prefix: str) -> bytes | None:
         key = self.key(prefix, MANIFEST_NAME)
         try:
@@ -592,8 +618,10 @@ class S3CopyWriter(CopyWriter):
         self._uploads: dict[str, str] = {}  # upload id -> key, in start order
         self._done: set[str] = set()  # upload ids completed
         self._record_lock = threading.Lock()
+        rate = backend.upload_rate
+        self._throttle = Throttle(rate) if rate is not None else None  # the whole copy's
 
-    def open_object(self, path: str, *, alloc_size: int | None) -> S3ObjectSink:
+    def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         backend = self.backend
         mode = backend.checksum_mode
         target = UploadTarget(
@@ -608,7 +636,8 @@ class S3CopyWriter(CopyWriter):
         )
         schedule = plan_parts(backend.part_size, alloc_size, LIMITS, equal=backend.equal_parts)
         check_announced_size(schedule, alloc_size, target.location)
-        return _RecordingSink(target, schedule, self._budget, self._done)
+        sink = _RecordingSink(target, schedule, self._budget, self._done)
+        return ThrottledSink(sink, self._throttle) if self._throttle else sink
 
     def _record_upload(self, key: str, upload_id: str) -> None:
         """Rewrite the building manifest with every upload not yet completed."""

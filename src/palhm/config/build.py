@@ -21,11 +21,14 @@ from palhm import model
 from palhm.config.convert import normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
+from palhm.durations import parse_duration
+from palhm.guards import parse_percent
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 _LIFTED: Final = frozenset(
     {"prefix", "nb-copy-limit", "root-size-limit"}
     | {f"keep-{unit}" for unit in ("last", "hourly", "daily", "weekly", "monthly", "yearly")}
+    | {"keep-within"}
 )
 _OVERRIDES: Final = (("vl-stderr", "vl_stderr"), ("vl-stdout", "vl_stdout"), ("timeout", "timeout"))
 _PARAM_DEFINITIONS: Final = {
@@ -37,6 +40,7 @@ _HOOK_KEYS: Final = (
     ("on-start", "on_start"),
     ("on-success", "on_success"),
     ("on-failure", "on_failure"),
+    ("finally", "always"),
 )
 
 Execs = Mapping[str, model.Exec]
@@ -111,7 +115,7 @@ def _env(raw: Mapping[str, str] | None) -> Mapping[str, str]:
 def task(data: Mapping[str, Any], execs: Execs) -> model.Task:
     if data["type"] == "routine":
         items = tuple(routine_item(item, execs) for item in data["routine"])
-        return model.RoutineTask(id=data["id"], items=items, hooks=hooks(data))
+        return model.RoutineTask(id=data["id"], items=items, hooks=hooks(data, execs))
     return backup_task(data, execs)
 
 
@@ -146,8 +150,10 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
         prefix=prefix(params.get("prefix")),
         retention=retention(params),
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
-        hooks=hooks(data),
+        hooks=hooks(data, execs),
         drill=drill(data["drill"], execs) if "drill" in data else None,
+        max_shrink=parse_percent(data["max-shrink"]) if "max-shrink" in data else None,
+        lock_wait=float(data.get("lock-wait", default_of("backup-task", "lock-wait"))),
     )
 
 
@@ -160,6 +166,9 @@ def backup_object(data: Mapping[str, Any], execs: Execs) -> model.BackupObject:
         alloc_size=int(alloc) if alloc is not None else None,
         restore=tuple(stage(s, execs) for s in data.get("restore", ())),
         drill_restore=tuple(stage(s, execs) for s in data.get("drill", {}).get("restore", ())),
+        min_size=int(data["min-size"]) if "min-size" in data else None,
+        retries=int(data.get("retries", default_of("backup-object", "retries"))),
+        retry_delay=float(data.get("retry-delay", default_of("backup-object", "retry-delay"))),
     )
 
 
@@ -175,8 +184,8 @@ def drill(data: Mapping[str, Any], execs: Execs) -> model.Drill:
     own_hooks = None
     if "on-success" in data or "on-failure" in data:
         own_hooks = model.Hooks(
-            on_success=tuple(hook(h) for h in data.get("on-success", ())),
-            on_failure=tuple(hook(h) for h in data.get("on-failure", ())),
+            on_success=tuple(hook(h, execs) for h in data.get("on-success", ())),
+            on_failure=tuple(hook(h, execs) for h in data.get("on-failure", ())),
         )
     return model.Drill(
         set_up=tuple(stage(s, execs) for s in data.get("set-up", ())),
@@ -214,7 +223,13 @@ def prefix(raw: Mapping[str, Any] | None) -> model.PrefixSpec:
 
 
 def retention(params: Mapping[str, Any]) -> model.RetentionPolicy:
-    keeps = {snake(key): int(value) for key, value in params.items() if key.startswith("keep-")}
+    keeps: dict[str, Any] = {
+        snake(key): int(value)
+        for key, value in params.items()
+        if key.startswith("keep-") and key != "keep-within"
+    }
+    if "keep-within" in params:
+        keeps["keep_within"] = parse_duration(params["keep-within"])
     return model.RetentionPolicy(
         nb_copy_limit=parse_limit(params.get("nb-copy-limit", "Infinity")),
         root_size_limit=parse_limit(params.get("root-size-limit", "Infinity")),
@@ -225,17 +240,28 @@ def retention(params: Mapping[str, Any]) -> model.RetentionPolicy:
 # --------------------------------------------------------------------------- hooks, mail
 
 
-def hooks(data: Mapping[str, Any]) -> model.Hooks:
-    lists = {attribute: tuple(hook(h) for h in data.get(key, ())) for key, attribute in _HOOK_KEYS}
+def hooks(data: Mapping[str, Any], execs: Execs) -> model.Hooks:
+    lists = {
+        attribute: tuple(hook(h, execs) for h in data.get(key, ())) for key, attribute in _HOOK_KEYS
+    }
     return model.Hooks(**lists) if any(lists.values()) else model.NO_HOOKS
 
 
-def hook(data: Mapping[str, Any]) -> model.Hook:
+def hook(data: Mapping[str, Any], execs: Execs) -> model.Hook:
+    if data["type"] not in ("ping", "mail"):
+        return routine_item(data, execs)  # a command: run like a routine item
     if data["type"] == "ping":
         return model.PingHook(
             url=data["url"],
             timeout=float(data.get("timeout", default_of("hook-ping", "timeout"))),
             method=data.get("method", default_of("hook-ping", "method")),
+            headers=tuple(
+                (name, _header_value(value)) for name, value in data.get("headers", {}).items()
+            ),
+            body=data.get("body"),
+            body_json=data.get("body-json"),
+            retries=int(data.get("retries", default_of("hook-ping", "retries"))),
+            retry_delay=float(data.get("retry-delay", default_of("hook-ping", "retry-delay"))),
         )
     return model.MailHook(
         mua=data["mua"],
@@ -243,6 +269,12 @@ def hook(data: Mapping[str, Any]) -> model.Hook:
         mua_param=mua_param(data["mua"], [data.get("mua-param", {})]),
         subject=data.get("subject"),
     )
+
+
+def _header_value(raw: Any) -> model.HeaderValue:
+    if isinstance(raw, str):
+        return model.HeaderValue(value=raw)
+    return model.HeaderValue(file=raw.get("file"), env=raw.get("env"))
 
 
 def mua_param(mua: str, layers: list[Mapping[str, Any]]) -> Mapping[str, Any]:

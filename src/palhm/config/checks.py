@@ -19,12 +19,15 @@ from palhm.config.convert import expected, normalise_object_path, parse_limit
 from palhm.config.merge import Entry, Merged
 from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
 from palhm.config.validate import schema_issues
+from palhm.durations import parse_duration
+from palhm.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
 from palhm.mua import MUAS
+from palhm.throttle import parse_rate
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
-HOOK_KEYS: Final = ("on-start", "on-success", "on-failure")
+HOOK_KEYS: Final = ("on-start", "on-success", "on-failure", "finally")
 _LIMIT_KEYS: Final = ("nb-copy-limit", "root-size-limit")
 _MODE_KEYS: Final = ("dmode", "fmode")
 _KEEP_KEYS: Final = tuple(
@@ -219,6 +222,9 @@ def _task_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
 def _hook_issues(file: str, path: JsonPath, hook: Any, context: _Context) -> Iterator[Issue]:
     if not isinstance(hook, dict):
         return
+    if hook.get("type") not in ("ping", "mail"):
+        yield from _stage_issues(file, path, hook, context)
+        return
     if hook.get("type") == "mail" and (
         message := _needs_module("MUA", hook.get("mua"), context.modules)
     ):
@@ -233,6 +239,8 @@ def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
     yield from _backend_param_issues(
         file, entry.at("backend-param"), _dict(task.get("backend-param"))
     )
+    if _is_number(task.get("max-shrink")) or isinstance(task.get("max-shrink"), str):
+        yield from _parsed(file, entry.at("max-shrink"), task["max-shrink"], parse_percent)
     groups = _list(task.get("object-groups"))
     yield from _group_issues(file, entry.path, groups)
     known_groups = [DEFAULT_GROUP] + [
@@ -277,6 +285,11 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
         value = params.get(key)
         if _is_number(value) or isinstance(value, str):
             yield from _parsed(file, (*path, key), value, parse_limit)
+    rate = params.get("upload-rate-limit")
+    if _is_number(rate) or isinstance(rate, str):
+        yield from _parsed(file, (*path, "upload-rate-limit"), rate, parse_rate)
+    if isinstance(params.get("keep-within"), str):
+        yield from _parsed(file, (*path, "keep-within"), params["keep-within"], parse_duration)
     for key in _MODE_KEYS:
         if _is_int_or_str(params.get(key)):
             yield from _parsed(file, (*path, key), params[key], parse_mode)
@@ -437,16 +450,17 @@ def _object_path_issues(
 def _task_cycle_issues(merged: Merged) -> Iterator[Issue]:
     edges: dict[str, list[tuple[str, tuple[str, JsonPath]]]] = {}
     for task_id, entry in merged.task_ids.items():
-        for i, item in enumerate(_list(entry.data.get("routine"))):
-            target = _dict(item).get("task-id")
-            if (
-                _dict(item).get("type") == "task"
-                and isinstance(target, str)
-                and target in merged.task_ids
-            ):
-                edges.setdefault(task_id, []).append(
-                    (target, (entry.file, entry.at("routine", i, "task-id")))
-                )
+        for key in ("routine", *HOOK_KEYS):  # hooks may point at tasks too
+            for i, item in enumerate(_list(entry.data.get(key))):
+                target = _dict(item).get("task-id")
+                if (
+                    _dict(item).get("type") == "task"
+                    and isinstance(target, str)
+                    and target in merged.task_ids
+                ):
+                    edges.setdefault(task_id, []).append(
+                        (target, (entry.file, entry.at(key, i, "task-id")))
+                    )
     for cycle, (file, path) in find_cycles(edges):
         yield Issue(file, path, "task cycle: " + " -> ".join(cycle))
 

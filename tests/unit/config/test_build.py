@@ -162,6 +162,8 @@ def test_localfs_backend_param_is_snake_case_with_defaults_and_parsed_modes(tmp_
         "dmode": 0o750,
         "fmode": 0o600,
         "block_size": 1 << 20,
+        "create_root": True,
+        "require_mount": False,
     }
     assert built.prefix == model.PrefixSpec(kind="iso8601", timespec="minutes", tz="utc")
     assert built.retention == model.RetentionPolicy(
@@ -310,9 +312,17 @@ def test_effective_document_fills_defaults_and_is_json(tmp_path: Path) -> None:
         "dmode": "750",
         "fmode": "640",
         "block-size": 1048576,
+        "create-root": True,
+        "require-mount": False,
     }
     assert task_out["objects"] == [
-        {"path": "x", "pipeline": [{"type": "exec", "exec-id": "cat"}], "group": "default"}
+        {
+            "path": "x",
+            "pipeline": [{"type": "exec", "exec-id": "cat"}],
+            "retries": 0,
+            "retry-delay": 10,
+            "group": "default",
+        }
     ]
     report = effective["boot-report"]
     assert report["boot-id"] is False and "bootid" not in report
