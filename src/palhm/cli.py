@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -271,8 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _dispatch(parser, args)
     except PalhmError as error:
         if verbose and not isinstance(error, ConfigError | UsageError):
-            import traceback  # only with -v: its import is not free
-
             traceback.print_exc()
         _report(error)
         return int(error.exit_status)
@@ -285,8 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitStatus.FAILURE)
     except Exception as error:  # a bug: one readable line, the traceback with -v
         if verbose:
-            import traceback
-
             traceback.print_exc()
         print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         print("palhm: run again with -v for a traceback", file=sys.stderr)
