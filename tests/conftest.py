@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.services.smtp",
     "tests.services.dnslab",
     "tests.services.databases",
+    "tests.services.s3stores",
 ]
 
 

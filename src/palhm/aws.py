@@ -5,16 +5,17 @@ never loads it; a missing boto3 is reported as a one-line palhm error.
 
 Credentials follow boto3's standard chain (environment, `~/.aws/credentials`,
 `~/.aws/config`, container or instance role); a `profile` parameter picks a named
-profile instead. `endpoint_url` targets S3-compatible stores (MinIO, Ceph RGW,
-Backblaze B2, Wasabi); `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` in the environment
-work as well, as botocore reads them itself.
+profile instead, and only that profile is consulted. `endpoint_url` targets
+S3-compatible stores (MinIO, Ceph RGW, Backblaze B2, Wasabi); `AWS_ENDPOINT_URL` /
+`AWS_ENDPOINT_URL_S3` in the environment work as well, as botocore reads them itself,
+and so does `AWS_CA_BUNDLE` (a private CA or a self-signed certificate).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,7 +23,19 @@ from urllib.parse import urlsplit
 
 from palhm.errors import PalhmError
 
-BOTO3_MISSING: Final = "module 'aws' needs boto3: pip install 'palhm[aws]'"
+BOTO3_MISSING: Final = (
+    "module 'aws' needs boto3, which palhm's Python cannot import: apt-get install"
+    " python3-boto3 (Debian package), pipx inject palhm boto3 (pipx), or pip install"
+    " boto3 into palhm's virtual environment"
+)
+
+# What a store that does not take botocore's aws-chunked bodies (flexible checksums
+# sent as trailers over HTTPS) answers, e.g. Ceph RGW 16: 411 MissingContentLength.
+CHUNKED_REFUSALS: Final = frozenset({"MissingContentLength", "411"})
+CHUNKED_HINT: Final = (
+    "the store does not accept checksums sent as aws-chunked trailers: set the aws-s3"
+    " backend-param request-checksums to md5, or AWS_REQUEST_CHECKSUM_CALCULATION=when_required"
+)
 
 # Connect fast to fail fast on a dead endpoint; reads may wait on a slow store.
 CONNECT_TIMEOUT: Final = 10.0
@@ -61,11 +74,17 @@ def make_client(
     error: type[PalhmError],
     where: str,
     max_pool_connections: int = 10,
+    adjust: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> Any:
     """A boto3 client for `service` with standard-mode retries.
 
+    `adjust(client)` may return botocore Config settings to apply on top, decided
+    from the client first made (its endpoint, the checksum settings it inherited
+    from the environment or the profile); the client is then made again with them.
+
     Raises `error` (BackendError, MailError) "WHERE: ..." when the profile does not
-    exist or no region can be found, and without WHERE when boto3 is missing.
+    exist, it or the standard chain has no credentials, or no region can be found,
+    and without WHERE when boto3 is missing.
     """
     boto3 = load_boto3(error)
     from botocore.config import Config
@@ -80,12 +99,42 @@ def make_client(
     )
     with translate_errors(error, f"{where}: creating the {service} client failed"):
         session = boto3.session.Session(profile_name=spec.profile)
-        return session.client(
-            service,
-            region_name=spec.region,
-            endpoint_url=spec.endpoint_url,
-            config=config,
+        if session.get_credentials() is None:
+            raise error(f"{where}: {no_credentials(spec.profile)}")
+        client = session.client(
+            service, region_name=spec.region, endpoint_url=spec.endpoint_url, config=config
         )
+        extra = adjust(client) if adjust else None
+        if extra:
+            client = session.client(
+                service,
+                region_name=spec.region,
+                endpoint_url=spec.endpoint_url,
+                config=config.merge(Config(**extra)),
+            )
+        return client
+
+
+def no_credentials(profile: str | None) -> str:
+    """What was searched for credentials, for the error message."""
+    if profile:
+        return (
+            f"no AWS credentials in profile '{profile}' (~/.aws/credentials and ~/.aws/config,"
+            " or AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE; the environment is not"
+            " consulted when 'profile' is set)"
+        )
+    return (
+        "no AWS credentials found (tried the environment, ~/.aws/credentials,"
+        " ~/.aws/config and the instance role; or set 'profile')"
+    )
+
+
+def is_aws_endpoint(url: str | None) -> bool:
+    """Whether an endpoint URL is AWS's own (S3 proper), not an S3-compatible store."""
+    if not url:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn")) or host == "amazonaws.com"
 
 
 def quiet_library_logs() -> None:
@@ -128,6 +177,8 @@ def describe_error(exc: BaseException) -> str:
         if not message:
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = f"HTTP status {status}" if status else type(exc).__name__
+        if code in CHUNKED_REFUSALS:
+            message += f" ({CHUNKED_HINT})"
         return f"{code}: {message}"
     name = type(exc).__name__
     if name in ("EndpointConnectionError", "ConnectTimeoutError"):
@@ -135,10 +186,7 @@ def describe_error(exc: BaseException) -> str:
         endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "?"
         return f"cannot connect to the endpoint {endpoint} (is it up and reachable?)"
     if name == "NoCredentialsError":
-        return (
-            "no AWS credentials found (tried the environment, ~/.aws/credentials,"
-            " ~/.aws/config and the instance role; or set 'profile')"
-        )
+        return no_credentials(None)
     if name == "NoRegionError":
         return "no AWS region configured (set 'region', AWS_DEFAULT_REGION or a profile region)"
     text = " ".join(str(exc).split())

@@ -53,7 +53,7 @@ from palhm.manifest import (
 from palhm.model import DEFAULT_VL, BackupObject, BackupTask
 from palhm.prefix import make_prefix
 from palhm.progress import ProgressBoard, open_board
-from palhm.rotation import RotationPlan, plan_rotation
+from palhm.rotation import FUTURE, RotationPlan, plan_rotation
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,10 @@ def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
     plan = plan_rotation(copies, task.retention, current=current, now=datetime.now().astimezone())
     for kept in plan.keep:
         log.debug("keeping copy %s: %s", kept.copy.location, ", ".join(kept.reasons))
+        if kept.reasons == (FUTURE,):  # the clock was ahead when it was made
+            log.warning("task '%s': copy %s is %s", task.id, kept.copy.location, FUTURE)
+    for other in sorted({str(c.task) for c in copies if c.state == "other-task"}):
+        log.warning("task '%s': the root also holds copies of task '%s'", task.id, other)
     for doomed in plan.remove:
         interrupts.check()  # stop rotating on a signal: the new copy is committed
         log.info("removing copy %s (%s)", doomed.copy.location, doomed.reasons[0])

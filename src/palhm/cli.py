@@ -8,10 +8,11 @@ never leaves half a run behind.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -34,7 +35,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as UsageError instead of exiting itself."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+        hint = ""
+        if message.startswith("unrecognized arguments") and set(message.split()) & _GLOBAL_ONLY:
+            hint = "\n(-q, -v and --version go before the command: palhm -v run TASK)"
+        raise UsageError(f"{message}{hint}\n{self.format_usage().rstrip()}")
+
+
+# Options given only before the command; -f and --debug are accepted on both sides.
+_GLOBAL_ONLY: Final = frozenset({"-q", "--quiet", "-v", "--verbose", "-vv", "-vvv", "--version"})
 
 
 def build_parser() -> _Parser:
@@ -46,32 +54,91 @@ def build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"palhm {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more output (repeatable)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more output, repeatable: each -v adds one level to the config's vl (with the"
+        " default vl 3, -v shows debug messages such as why each copy is kept)",
     )
-    parser.add_argument(
-        "-f",
-        "--file",
-        metavar="FILE",
-        help="config file (default: /etc/palhm/palhm.conf, else /etc/palhm/palhm.jsonc);"
-        " builtin:demo and builtin:sample name the packaged configs",
-    )
+    _add_anywhere_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_commands(commands)
+    summaries = {a.dest: a.help for a in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        _add_anywhere_options(sub, default=argparse.SUPPRESS)
+        sub.formatter_class = argparse.RawDescriptionHelpFormatter
+        if sub.description is None and summaries.get(name):
+            sub.description = f"{summaries[name]}."
+        if sub.epilog is None:
+            example = _EXAMPLES.get(name)
+            sub.epilog = _EXIT_STATUS_EPILOG + (f"\n\nexample:\n  {example}" if example else "")
     return parser
+
+
+_FILE_HELP: Final = (
+    "config file (default: /etc/palhm/palhm.conf, else /etc/palhm/palhm.jsonc);"
+    " builtin:demo and builtin:sample name the packaged configs"
+)
+_EXIT_STATUS_EPILOG: Final = (
+    "exit status: 0 success; 1 failure at run time (a failed task is rolled back);\n"
+    "2 usage or config error (nothing was run); 130/143 interrupted by SIGINT/SIGTERM"
+)
+# One example per command for `palhm help COMMAND` and the man page.
+_EXAMPLES: Final = {
+    "run": "palhm -v run backup        # run the task 'backup'; palhm run -n backup: plan only",
+    "config": "palhm -f /etc/palhm/palhm.conf config check",
+    "schema": "palhm schema > palhm.schema.json",
+    "mods": "palhm mods",
+    "boot-report": "palhm boot-report          # from palhm-boot-report.service",
+    "help": "palhm help run",
+    "list": "palhm list backup --json",
+    "verify": "palhm verify backup latest",
+    "get": "palhm get backup latest etc.tar.zst > etc.tar.zst",
+    "init": "palhm init /etc/palhm/palhm.conf",
+}
+
+
+def _add_anywhere_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """-f and --debug, accepted before and after the command (`palhm run -f FILE`).
+    After the command they default to SUPPRESS so they never undo the ones given
+    before it; a command that defines its own -f keeps it."""
+    taken = parser._option_string_actions
+    if "-f" not in taken and "--file" not in taken:
+        parser.add_argument("-f", "--file", metavar="FILE", default=default, help=_FILE_HELP)
+    if "--debug" not in taken:
+        parser.add_argument(
+            "--debug",
+            action="store_true",
+            default=default if default is argparse.SUPPRESS else False,
+            help="print a Python traceback with an error (for bug reports)",
+        )
 
 
 def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
-    run.add_argument("task", nargs="?", default="", help="task id")
+    run.add_argument(
+        "task", nargs="?", default="", help="task to run (default: 'default'; see config tasks)"
+    )
     run.add_argument("-n", "--dry-run", action="store_true", help="print the plan and run nothing")
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
         "action",
         nargs="?",
-        choices=("check", "show"),
-        help="check: validate only; show: print the effective config as JSON",
+        choices=("check", "show", "tasks"),
+        help="check: validate, and warn about commands or libraries this host lacks;"
+        " show: print the effective config as JSON; tasks: print the task ids",
     )
     commands.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    init = commands.add_parser(
+        "init", help="write a commented starter config for this host, then check it"
+    )
+    init.add_argument(
+        "target", nargs="?", help="file to write (default: -f FILE, else /etc/palhm/palhm.conf)"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.add_argument("--root", help="backup root (default: /var/backups/palhm)")
+    init.add_argument("--mail-to", help="who gets failure and boot report mails (default: root)")
     commands.add_parser("mods", help="list the modules a config may name in 'modules'")
     commands.add_parser("boot-report", help="compose and send the boot report mail")
     help_ = commands.add_parser("help", help="usage, or one command's usage")
@@ -140,7 +207,7 @@ def _task_id(config_tasks: Sequence[str], wanted: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from palhm import interrupts, runner
+    from palhm import interrupts, runner, strays
 
     config, verbosity = _load(args)
     task_id = _task_id(list(config.tasks), args.task)
@@ -148,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(runner.plan_text(config, task_id))
         return
     interrupts.install_handlers()
-    runner.run_task(config, task_id, verbosity=verbosity)
+    with strays.run_record():  # stops what a SIGKILLed run left; records this run's
+        runner.run_task(config, task_id, verbosity=verbosity)
     interrupts.check()
 
 
@@ -156,12 +224,33 @@ def cmd_config(args: argparse.Namespace) -> None:
     from palhm.config import load_effective
 
     config, effective = load_effective(_config_path(args))
+    if args.action == "tasks":
+        sys.stdout.writelines(f"{task_id}\n" for task_id in config.tasks)
+        return
     if args.action == "check":
+        from palhm.config.host import host_warnings
+
+        for warning in [] if args.quiet else host_warnings(config, effective):
+            print(f"palhm: warning: {warning}", file=sys.stderr)
+        if not args.quiet:
+            _config_warnings(config)
         if not args.quiet:
             print(f"{config.source}: OK ({len(config.tasks)} tasks, {len(config.execs)} execs)")
         return
     json.dump(effective, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def _config_warnings(config: Config) -> None:
+    """What is valid but likely wrong (e.g. a storage class the S3 store lacks)."""
+    from palhm.model import BackupTask
+
+    for task in config.tasks.values():
+        if isinstance(task, BackupTask) and task.backend == "aws-s3":
+            from palhm.backends.s3 import storage_class_warnings
+
+            for warning in storage_class_warnings(task.id, task.backend_param):
+                print(f"palhm: warning: {warning}", file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -170,12 +259,24 @@ def cmd_schema(args: argparse.Namespace) -> None:
     sys.stdout.write(schema_text())
 
 
+def cmd_init(args: argparse.Namespace) -> None:
+    from palhm.init import init
+
+    target = Path(args.target or args.file or DEFAULT_CONFIG_PATHS[0])
+    init(target, force=args.force, root=args.root, mail_to=args.mail_to)
+    print(f"palhm: wrote {target}", file=sys.stderr)
+    args.file, args.action = str(target), "check"
+    cmd_config(args)
+
+
 def cmd_mods(args: argparse.Namespace) -> None:
-    from palhm.modules import MODULES
+    from palhm.modules import MODULES, missing_libraries
 
     for info in MODULES.values():
         provides = ", ".join([*(f"backend {b}" for b in info.backends), *info.muas])
-        print(f"{info.name}\t{info.description} (provides: {provides})")
+        missing = missing_libraries(info)
+        state = "available" if not missing else f"UNAVAILABLE: {', '.join(missing)} not installed"
+        print(f"{info.name}\t{state}\t{info.description} (provides: {provides})")
 
 
 def cmd_boot_report(args: argparse.Namespace) -> None:
@@ -215,6 +316,7 @@ COMMANDS: Final[dict[str, Handler]] = {
     "run": cmd_run,
     "config": cmd_config,
     "schema": cmd_schema,
+    "init": cmd_init,
     "mods": cmd_mods,
     "boot-report": cmd_boot_report,
     "list": cmd_list,
@@ -236,6 +338,8 @@ def _help(parser: _Parser, topic: str | None) -> None:
 
 
 def _dispatch(parser: _Parser, args: argparse.Namespace) -> None:
+    if getattr(args, "file", None) is None:
+        args.file = None
     if args.quiet and args.verbose:
         raise UsageError("-q and -v cannot be used together")
     if args.command is None:
@@ -265,13 +369,18 @@ def _report(error: PalhmError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (SPEC A1). The only exception -> status map."""
     parser = build_parser()
-    verbose = False
+    debug = False
+    if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly
+        sys.stdout = open(os.devnull)  # noqa: SIM115 - read-only: every write raises OSError
     try:
         args = parser.parse_args(argv)
-        verbose = bool(args.verbose)
+        debug = bool(args.debug)
         _dispatch(parser, args)
+        sys.stdout.flush()  # a full disk or a closed stdout is reported here, not at exit
     except PalhmError as error:
-        if verbose and not isinstance(error, ConfigError | UsageError):
+        if debug:
+            import traceback  # only with --debug: its import is not free
+
             traceback.print_exc()
         _report(error)
         return int(error.exit_status)
@@ -282,13 +391,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout closed early (`palhm get ... | head`): not palhm's failure to report
         sys.stderr.close()
         return int(ExitStatus.FAILURE)
-    except Exception as error:  # a bug: one readable line, the traceback with -v
-        if verbose:
-            traceback.print_exc()
-        print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print("palhm: run again with -v for a traceback", file=sys.stderr)
+    except OSError as error:
+        if not _output_error(error):
+            return _internal_error(error, debug=debug)
+        reason = error.strerror or "standard output is closed"
+        print(f"palhm: error: cannot write the output: {reason}", file=sys.stderr)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - drop what is left unwritten
         return int(ExitStatus.FAILURE)
+    except Exception as error:  # a bug: one readable line, the traceback with --debug
+        return _internal_error(error, debug=debug)
     return int(ExitStatus.OK)
+
+
+def _internal_error(error: Exception, *, debug: bool) -> int:
+    if debug:
+        import traceback  # only with --debug: its import is not free
+
+        traceback.print_exc()
+    print(f"palhm: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+    print("palhm: run again with --debug for a traceback", file=sys.stderr)
+    return int(ExitStatus.FAILURE)
+
+
+def _output_error(error: OSError) -> bool:
+    """Whether an OSError that reached main is about palhm's own output (stdout on a
+    full disk, closed, unwritable); the commands' own I/O errors are PalhmErrors."""
+    import io
+
+    unwritable = isinstance(error, io.UnsupportedOperation)
+    return unwritable or error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EBADF, errno.EIO)
 
 
 if __name__ == "__main__":

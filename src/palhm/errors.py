@@ -117,15 +117,33 @@ class MailError(PalhmError):
     """A mail user agent (mailx, SMTP, SNS) failed to send."""
 
 
+class ResourceError(PalhmError):
+    """The system refused palhm a resource it needed to run a command (file
+    descriptors, processes, memory): a limit to raise, not a bug."""
+
+    def __init__(self, context: str, error: OSError) -> None:
+        import errno
+
+        hint = ""
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            hint = " (raise the open-files limit, `ulimit -n`, or lower nb-workers)"
+        elif error.errno in (errno.EAGAIN, errno.ENOMEM):
+            hint = " (too many processes or not enough memory: lower nb-workers)"
+        super().__init__(f"{context}: cannot run: {error.strerror or error}{hint}")
+
+
 class Interrupted(PalhmError):
-    """SIGINT or SIGTERM arrived; raised after clean-up so the right status is used."""
+    """A stop signal arrived; raised after clean-up so the exit status is 128+N, as a
+    shell reports a process the signal killed (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."""
+
+    exit_status: int  # type: ignore[assignment]  # 128+N is not always an ExitStatus
 
     def __init__(self, signum: int) -> None:
         import signal
 
         self.signum = signum
         name = signal.Signals(signum).name
-        self.exit_status = ExitStatus.INTERRUPTED if name == "SIGINT" else ExitStatus.TERMINATED
+        self.exit_status = 128 + int(signum)
         super().__init__(f"interrupted by {name}")
 
 

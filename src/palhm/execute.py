@@ -94,9 +94,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Protocol
 
-from palhm import faults
+from palhm import faults, strays
 from palhm.backends.base import ObjectSink
-from palhm.errors import BackendError, Cancelled, CommandError, PipelineError, format_argv
+from palhm.errors import (
+    BackendError,
+    Cancelled,
+    CommandError,
+    PipelineError,
+    ResourceError,
+    format_argv,
+)
 from palhm.model import Exec
 from palhm.values import signal_name
 
@@ -164,10 +171,13 @@ def run_command(
         raise Cancelled(f"{context}: cancelled")
     stdout = None if verbosity >= cmd.vl_stdout else subprocess.DEVNULL
     _flush_stdout()  # what palhm printed so far comes before the child's output
-    with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=False) as run:
-        run.spawn(cmd, stdin=None, stdout=stdout)
-        run.watch(None)
-        run.finish(kill_strays=False)
+    try:
+        with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=False) as run:
+            run.spawn(cmd, stdin=None, stdout=stdout)
+            run.watch(None)
+            run.finish(kill_strays=True)  # nothing the command started outlives it
+    except OSError as error:  # no pipe or fd left (EMFILE), no process (EAGAIN)
+        raise ResourceError(context, error) from None
     run.raise_failure(None)
     status = run.children[0].status
     assert status is not None  # accepted, so it exited normally
@@ -196,6 +206,9 @@ def run_pipeline(
         size, digest, results = _pump_pipeline(
             stages, sink, context, verbosity, hasher, block_size, cancel, progress
         )
+    except OSError as error:  # no pipe or fd left (EMFILE), no process (EAGAIN)
+        _abort_sink(sink, context)
+        raise ResourceError(context, error) from None
     except BaseException:
         _abort_sink(sink, context)
         raise
@@ -660,6 +673,7 @@ class _Run:
             os.close(err_write)  # only the child writes its stderr
         if self.pgid is None:
             self.pgid = proc.pid
+            strays.register_group(proc.pid)  # found again if palhm is SIGKILLed
         self._track(cmd, index, proc, err_read)
 
     def _popen(
@@ -868,6 +882,8 @@ class _Run:
                 child.proc.wait()
                 child.reaped = True
             self._forget_pidfd(child)
+        if self.pgid is not None:
+            strays.release_group(self.pgid)
 
     def _terminate(self) -> None:
         """SIGTERM to the group, up to GRACE_PERIOD for it to go, then SIGKILL."""

@@ -1,11 +1,16 @@
-"""SIGINT / SIGTERM handling: record the signal, ask every running part to stop (SPEC B14).
+"""Signal handling: record the signal, ask every running part to stop (SPEC B14).
 
 `install_handlers()` (the CLI, before running a task) replaces Python's default
-KeyboardInterrupt with a handler that records the first signal and sets `CANCEL`.
+KeyboardInterrupt (SIGINT) and the default "die at once" of SIGTERM, SIGHUP,
+SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM with one handler: every one of them is a
+request to stop (a closed terminal, a stray `kill -USR1`, an alarm() left by a
+wrapper must not kill palhm mid-copy with no rollback, no on-failure hook and no
+metrics). The handler records the first signal and sets `CANCEL`.
 Whatever is running notices `CANCEL` (run_command / run_pipeline look at it at
 least every execute.POLL_INTERVAL, the backup scheduler waits on it), kills its
 children, rolls back, and then calls `check()`, which raises errors.Interrupted so
-the CLI exits with 130 (SIGINT) or 143 (SIGTERM) after clean-up. A second signal
+the CLI exits with 128+N (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP ...) after
+clean-up. A second signal
 changes nothing: clean-up is already under way and must not be cut short.
 
 Threads: the handler runs in the main thread, between two bytecodes of whatever
@@ -27,23 +32,31 @@ from palhm.values import signal_name
 
 log = logging.getLogger(__name__)
 
-HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+HANDLED_SIGNALS: Final = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
 
 CANCEL: Final = threading.Event()
-"""Set once SIGINT or SIGTERM arrived (after install_handlers)."""
+"""Set once one of HANDLED_SIGNALS arrived (after install_handlers)."""
 
 _received: int | None = None
 _generation = 0  # bumped by reset(), so a late _announce of an old signal is dropped
 
 
 def install_handlers() -> None:
-    """Catch SIGINT and SIGTERM from now on. Main thread only (Python's rule)."""
+    """Catch HANDLED_SIGNALS from now on. Main thread only (Python's rule)."""
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, _on_signal)
 
 
 def received_signal() -> int | None:
-    """The first SIGINT/SIGTERM received since install/reset, or None."""
+    """The first handled signal received since install/reset, or None."""
     return _received
 
 

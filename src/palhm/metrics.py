@@ -19,13 +19,15 @@ Alert on `time() - palhm_last_success_timestamp_seconds > 2 * 86400`, for exampl
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -124,32 +126,71 @@ def render_textfile(series: Series, foreign: Iterable[str] = ()) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
+MAX_TEXTFILE_SIZE: Final = 16 << 20
+
+
 def update_textfile(path: Path, run: RunMetrics) -> None:
     """Replace `run.task_id`'s samples in the textfile at `path`, atomically.
 
+    The directory may be writable by another user (node_exporter's): every name in
+    it is opened relative to the directory's descriptor and never through a link;
+    the textfile is read only when it is a regular file of palhm's own user with
+    one link (never a link, FIFO, device, or hard link to another file), and the
+    lock file likewise. Anything else is refused, not replaced.
+
     Raises OSError (the caller logs it as a warning: metrics never fail a run).
     """
-    with _locked(path):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = ""
-        series, foreign = parse_textfile(text)
-        previous = {
-            name: tasks[run.task_id] for name, tasks in series.items() if run.task_id in tasks
-        }
-        for tasks in series.values():
-            tasks.pop(run.task_id, None)
-        for name, value in run.samples(previous).items():
-            series[name][run.task_id] = value
-        _write_atomically(path, render_textfile(series, foreign))
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _locked(dir_fd, path):
+            text = _read_own(dir_fd, path)
+            series, foreign = parse_textfile(text)
+            previous = {
+                name: tasks[run.task_id] for name, tasks in series.items() if run.task_id in tasks
+            }
+            for tasks in series.values():
+                tasks.pop(run.task_id, None)
+            for name, value in run.samples(previous).items():
+                series[name][run.task_id] = value
+            _write_atomically(dir_fd, path, render_textfile(series, foreign))
+    finally:
+        os.close(dir_fd)
+
+
+def _open_own(dir_fd: int, path: Path, name: str, flags: int, mode: int = 0o600) -> int:
+    """Open NAME in DIR_FD (never through a link, never blocking on a FIFO) and check
+    it is a regular file of ours with a single link; OSError otherwise."""
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise OSError(
+                errno.EPERM,
+                "not a regular file of palhm's own user with one link: not used",
+                str(path.with_name(name)),
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_own(dir_fd: int, path: Path) -> str:
+    try:
+        fd = _open_own(dir_fd, path, path.name, os.O_RDONLY)
+    except FileNotFoundError:
+        return ""
+    with open(fd, "rb") as file:
+        data = file.read(MAX_TEXTFILE_SIZE + 1)
+    if len(data) > MAX_TEXTFILE_SIZE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_TEXTFILE_SIZE} bytes", str(path))
+    return data.decode("utf-8", errors="replace")
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(dir_fd: int, path: Path) -> Iterator[None]:
     # The textfile itself is replaced by rename, so the lock lives in a file of its own.
-    lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open_own(dir_fd, path, f".{path.name}.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -157,21 +198,26 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_atomically(dir_fd: int, path: Path, text: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(temp_name, flags, 0o600, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as temp:
+        with open(fd, "w", encoding="utf-8") as temp:
             temp.write(text)
             temp.flush()
+            # node_exporter runs as another user: the file must be world-readable
+            os.fchmod(temp.fileno(), 0o644)
             os.fsync(temp.fileno())
-        # node_exporter runs as another user: the file must be world-readable
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
+        os.replace(temp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
+        with suppress(FileNotFoundError):
+            os.unlink(temp_name, dir_fd=dir_fd)
         raise
 
 

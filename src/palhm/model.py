@@ -110,7 +110,7 @@ class RetentionPolicy:
     @property
     def has_keep_rules(self) -> bool:
         return any(
-            v is not None
+            v  # 0 means unset, as in restic
             for v in (
                 self.keep_last,
                 self.keep_hourly,

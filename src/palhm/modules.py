@@ -13,6 +13,7 @@ class ModuleInfo:
     backends: tuple[str, ...]
     muas: tuple[str, ...]
     description: str
+    libraries: tuple[str, ...] = ()  # Python modules it imports when used
 
 
 MODULES: Final[dict[str, ModuleInfo]] = {
@@ -21,6 +22,7 @@ MODULES: Final[dict[str, ModuleInfo]] = {
         backends=("aws-s3",),
         muas=("aws-sns",),
         description="Amazon S3 (and S3-compatible) backend and SNS boot report MUA; needs boto3",
+        libraries=("boto3",),
     ),
 }
 
@@ -42,3 +44,10 @@ def mua_names(modules: Set[str]) -> list[str]:
     for m in sorted(modules):
         names.extend(MODULES[m].muas if m in MODULES else ())
     return names
+
+
+def missing_libraries(info: ModuleInfo) -> list[str]:
+    """The Python libraries a module needs that this interpreter cannot import."""
+    from importlib.util import find_spec
+
+    return [name for name in info.libraries if find_spec(name) is None]

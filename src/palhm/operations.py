@@ -3,18 +3,29 @@
 All three only read: they take no lock, so they can run while a backup of the same
 task is in progress (that copy shows as incomplete and is never chosen as `latest`).
 
-`latest` names the newest complete copy (for `get`, the newest legacy copy when
-there is no complete one: copies made by the original PALHM can be restored too).
-An unknown prefix or object path is a usage error (exit 2); a copy that differs
-from its manifest, or cannot be verified, is a `VerifyError` (exit 1).
+`latest` names the newest copy of the task that has a manifest -- complete, or
+damaged, in which case `verify` and `get` fail saying so instead of quietly using an
+older one (for `get`, the newest legacy copy when there is none: copies made by the
+original PALHM can be restored too). A copy dated in the future (made while the
+clock was ahead) is never `latest`: palhm warns about it. Copies whose manifest
+names another task sharing the root are that task's: never listed, counted or
+chosen here, only mentioned. An unknown prefix or object path is a usage error
+(exit 2); a copy that differs from its manifest, or cannot be verified, is a
+`VerifyError` (exit 1).
+
+Every object is read as a regular file, without following links (backend), and at
+most one byte more than its manifest records: a file that grows without end, or
+a FIFO or device put in its place, never hangs or exhausts palhm.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
 from palhm.backends import backend_class
@@ -25,6 +36,8 @@ from palhm.manifest import Manifest, ObjectRecord, parse_manifest
 from palhm.model import BackupTask, Config
 from palhm.prefix import parse_prefix
 from palhm.progress import human_duration, human_size
+
+log = logging.getLogger(__name__)
 
 LATEST: Final = "latest"
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
@@ -57,6 +70,17 @@ def open_backend(config: Config, task: BackupTask) -> Backend:
     return cls(task.backend_param, task_id=task.id)
 
 
+def existing_backend(config: Config, task: BackupTask) -> Backend:
+    """open_backend for list, verify and get: a local root that does not exist is an
+    error, so that an unmounted disk does not read as "no copies"."""
+    backend = open_backend(config, task)
+    root = getattr(backend, "root", None)
+    if isinstance(root, Path) and not root.is_dir():
+        where = "is the disk mounted?" if root.is_absolute() else f"relative to {Path.cwd()}"
+        raise BackendError(f"task '{task.id}': the backup root {root} does not exist ({where})")
+    return backend
+
+
 def block_size(task: BackupTask) -> int:
     size = task.backend_param.get("block_size")
     return size if isinstance(size, int) and size > 0 else DEFAULT_BLOCK_SIZE
@@ -67,7 +91,7 @@ def resolve_copy(
 ) -> CopyInfo:
     """The copy named by `prefix`, or by `latest` (newest complete copy; with
     `legacy_latest`, the newest legacy copy when there is no complete one)."""
-    copies = backend.list_copies()
+    copies = own_copies(backend, task)
     if prefix == LATEST:
         return _latest(copies, backend, task, legacy_latest=legacy_latest)
     for copy in copies:
@@ -80,12 +104,41 @@ def resolve_copy(
     )
 
 
+def own_copies(backend: Backend, task: BackupTask) -> list[CopyInfo]:
+    """The task's copies under its root (oldest first); copies of other tasks sharing
+    the root are left out, with a warning (doc/reliability.md, threat model)."""
+    copies = backend.list_copies()
+    others = sorted({str(c.task) for c in copies if c.state == "other-task"})
+    if others:
+        log.warning(
+            "task '%s': %s also holds copies of task(s) %s: they are never listed, counted"
+            " or rotated by this task (give each task a root of its own)",
+            task.id, backend.describe(), ", ".join(f"'{t}'" for t in others),
+        )  # fmt: skip
+    return [c for c in copies if c.state != "other-task"]
+
+
+def in_the_future(copy: CopyInfo, now: datetime) -> bool:
+    """Whether the copy's prefix is later than `now` (made while the clock was ahead)."""
+    when = parse_prefix(copy.prefix)
+    return when is not None and when > now
+
+
 def _latest(
     copies: Sequence[CopyInfo], backend: Backend, task: BackupTask, *, legacy_latest: bool
 ) -> CopyInfo:
-    states = ("complete", "legacy") if legacy_latest else ("complete",)
+    now = datetime.now(UTC)
+    future = [c.prefix for c in copies if c.state != "incomplete" and in_the_future(c, now)]
+    if future:
+        log.warning(
+            "task '%s': %s dated in the future (the clock was ahead when they were made):"
+            " not taken for 'latest'",
+            task.id, ", ".join(future),
+        )  # fmt: skip
+    copies = [c for c in copies if c.prefix not in future]
+    states = (("complete", "damaged"), ("legacy",)) if legacy_latest else (("complete", "damaged"),)
     for state in states:
-        found = [c for c in copies if c.state == state]
+        found = [c for c in copies if c.state in state]
         if found:
             return found[-1]
     if any(c.state == "legacy" for c in copies):
@@ -99,6 +152,8 @@ def _latest(
 def load_manifest(backend: Backend, task: BackupTask, copy: CopyInfo) -> Manifest:
     """The final manifest of a complete copy. VerifyError if missing or damaged."""
     where = f"task '{task.id}': copy {copy.prefix}"
+    if copy.state == "damaged":
+        raise VerifyError(f"{where} is damaged: {copy.problem}")
     data = backend.read_manifest(copy.prefix)
     if data is None:
         raise VerifyError(f"{where} has no manifest")
@@ -116,13 +171,29 @@ def _age(copy: CopyInfo, now: datetime) -> float | None:
     return (now - when).total_seconds() if when is not None else None
 
 
+def _shown_age(age: float | None) -> str:
+    if age is None:
+        return "?"
+    if age < 0:
+        return f"in {human_duration(-age)} (future)"
+    return human_duration(age)
+
+
+def _shown(path: str) -> str:
+    """An object path as one line of output: control characters escaped, so a name
+    cannot forge lines of a report."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 # --------------------------------------------------------------------------- list
 
 
 def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
     """The copies under the task's root, oldest first (text table, or a JSON list)."""
-    backend = open_backend(config, task)
-    copies = backend.list_copies()
+    backend = existing_backend(config, task)
+    copies = own_copies(backend, task)
     now = datetime.now(UTC)
     if as_json:
         return json.dumps([_copy_json(c, now) for c in copies], indent=2) + "\n"
@@ -141,6 +212,7 @@ def _copy_json(copy: CopyInfo, now: datetime) -> dict[str, Any]:
         "size-human": human_size(copy.size),
         "age-seconds": round(age) if age is not None else None,
         "location": copy.location,
+        "problem": copy.problem or None,
     }
 
 
@@ -157,7 +229,7 @@ def _copy_table(
                 copy.state,
                 str(copy.nb_objects),
                 human_size(copy.size),
-                human_duration(age) if age is not None else "?",
+                _shown_age(age),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
@@ -167,6 +239,13 @@ def _copy_table(
         right = f"{row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}"
         lines.append(f"{left}  {right}")
     total = sum(c.size for c in counted)
+    lines.extend(f"damaged: {c.prefix}: {c.problem}" for c in copies if c.state == "damaged")
+    future = [c.prefix for c in counted if in_the_future(c, now)]
+    if future:
+        lines.append(
+            f"dated in the future (the clock was ahead): {', '.join(future)}; never"
+            " taken for 'latest', never counted by rotation"
+        )
     lines.append(
         f"{_count(len(counted), 'counted copy', 'counted copies')}, {human_size(total)}"
         f" ({total} bytes)"
@@ -184,9 +263,9 @@ def verify(config: Config, task: BackupTask, prefix: str) -> str:
     (missing object, size differs, checksum differs, object not in the manifest),
     or saying why the copy cannot be verified; UsageError for an unknown prefix.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=False)
-    if copy.state != "complete":
+    if copy.state not in ("complete", "damaged"):
         raise VerifyError(_unverifiable(task, copy))
     manifest = load_manifest(backend, task, copy)
     problems: list[str] = []
@@ -218,51 +297,102 @@ def _check_object(
     """The differences between a stored object and its manifest record ([] if none)."""
     try:
         with backend.open_object_reader(prefix, record.path) as reader:
-            size, digest = _read_all(reader, record.checksum_algorithm, block_size(task))
+            size, digest = _read_all(
+                reader, record.checksum_algorithm, block_size(task), limit=record.size + 1
+            )
     except BackendError as error:
-        return [f"missing object: {record.path} ({_first_line(error)})"]
+        if "InvalidObjectState" in str(error):  # S3: archived (GLACIER, DEEP_ARCHIVE)
+            shown = _shown(record.path)
+            return [f"archived object: {shown} (restore it from its storage class to verify)"]
+        return [f"missing object: {_shown(record.path)} ({_first_line(error)})"]
     except ValueError as error:  # unknown checksum algorithm in the manifest
-        return [f"cannot check {record.path}: {error}"]
+        return [f"cannot check {_shown(record.path)}: {error}"]
+    except OSError as error:  # read error (EIO) on a damaged medium
+        return [f"cannot read {_shown(record.path)}: {error.strerror or error}"]
     return _differences(record, size, digest)
 
 
 def _differences(record: ObjectRecord, size: int, digest: str | None) -> list[str]:
     found: list[str] = []
+    if size > record.size:
+        found.append(
+            f"size differs: {_shown(record.path)} (manifest {record.size} bytes, stored"
+            " more: reading stopped there)"
+        )
+        return found
     if size != record.size:
         found.append(
-            f"size differs: {record.path} (manifest {record.size} bytes, stored {size} bytes)"
+            f"size differs: {_shown(record.path)} (manifest {record.size} bytes,"
+            f" stored {size} bytes)"
         )
     if record.checksum is not None and digest != record.checksum:
         found.append(
-            f"checksum differs: {record.path} ({record.checksum_algorithm}: manifest"
+            f"checksum differs: {_shown(record.path)} ({record.checksum_algorithm}: manifest"
             f" {record.checksum}, stored {digest})"
         )
     return found
 
 
 def _read_all(
-    reader: IO[bytes], algorithm: str, chunk: int, *, out: BinaryIO | None = None
+    reader: IO[bytes],
+    algorithm: str,
+    chunk: int,
+    *,
+    out: BinaryIO | None = None,
+    limit: int | None = None,
 ) -> tuple[int, str | None]:
-    """Read a stream to its end in bounded memory, copying it to `out` if given:
-    (size, hex digest or None)."""
+    """Read a stream to its end (or `limit` bytes) in bounded memory, copying it to
+    `out` if given: (size, hex digest or None)."""
     hasher = new_hasher(algorithm)
     size = 0
-    while data := reader.read(chunk):
+    while data := reader.read(chunk if limit is None else min(chunk, limit - size)):
         if out is not None:
-            out.write(data)
+            _write_out(out, data)
         size += len(data)
         if hasher is not None:
             hasher.update(data)
     return size, hasher.hexdigest() if hasher is not None else None
 
 
-def _extra_objects(backend: Backend, prefix: str, manifest: Manifest) -> list[str]:
+class OutputError(PalhmError):
+    """The object could not be written where `get` sends it (full disk, closed fd)."""
+
+
+def _write_out(out: BinaryIO, data: bytes) -> None:
     try:
-        stored = list(backend.iter_objects(prefix))
+        out.write(data)
+    except BrokenPipeError:
+        raise  # the reader stopped early (`| head`): the CLI ends quietly
+    except OSError as error:
+        reason = error.strerror or "standard output is closed or not writable"
+        raise OutputError(f"cannot write the object out: {reason}") from None
+
+
+def _extra_objects(backend: Backend, prefix: str, manifest: Manifest) -> list[str]:
+    """What the copy holds besides its manifest's objects: files, and anything that is
+    no regular file (a link, FIFO, device, mounted file system), wherever it is."""
+    known = {record.path for record in manifest.objects}
+    parents = {p for r in manifest.objects for p in _parents(r.path)}
+    try:
+        stored = list(backend.iter_entries(prefix))
     except NotImplementedError:  # optional in the backend contract
         return []
-    known = {record.path for record in manifest.objects}
-    return [f"object not in the manifest: {path}" for path, _ in stored if path not in known]
+    except BackendError as error:
+        return [f"cannot list the copy: {_first_line(error)}"]
+    found: list[str] = []
+    for path, kind in stored:
+        if kind == "file" and path not in known:
+            found.append(f"object not in the manifest: {_shown(path)}")
+        elif kind == "directory" and path not in parents:
+            found.append(f"directory not in the manifest: {_shown(path)}")
+        elif kind not in ("file", "directory"):
+            found.append(f"not a regular file: {_shown(path)} (a {kind})")
+    return found
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _verify_report(head: str, manifest: Manifest) -> str:
@@ -274,7 +404,7 @@ def _verify_report(head: str, manifest: Manifest) -> str:
         f" ({manifest.size} bytes) match the manifest ({how})"
     ]
     width = max((len(r.path) for r in manifest.objects), default=0)
-    lines.extend(f"  ok  {r.path:<{width}}  {r.size:>14} bytes" for r in manifest.objects)
+    lines.extend(f"  ok  {_shown(r.path):<{width}}  {r.size:>14} bytes" for r in manifest.objects)
     return "\n".join(lines) + "\n"
 
 
@@ -288,26 +418,37 @@ def get_object(config: Config, task: BackupTask, prefix: str, path: str, out: Bi
     a difference raises VerifyError after the last byte (so `set -o pipefail` in the
     restore pipeline catches a damaged object). UsageError for an unknown prefix or path.
     """
-    backend = open_backend(config, task)
+    backend = existing_backend(config, task)
     copy = resolve_copy(backend, task, prefix, legacy_latest=True)
     if copy.state == "incomplete":
         raise UsageError(f"task '{task.id}': copy {copy.prefix} is incomplete")
     wanted = _normalise(path)
     record = None
-    if copy.state == "complete":
+    if copy.state != "legacy":
         record = _find_record(load_manifest(backend, task, copy), task, copy, wanted)
     algorithm = record.checksum_algorithm if record is not None else "none"
+    limit = record.size + 1 if record is not None else None
     try:
         with backend.open_object_reader(copy.prefix, wanted) as reader:
-            size, digest = _read_all(reader, algorithm, block_size(task), out=out)
+            size, digest = _read_all(reader, algorithm, block_size(task), out=out, limit=limit)
+        _flush_out(out)
     except BackendError as error:
         raise BackendError(f"task '{task.id}': copy {copy.prefix}: {error}") from None
-    out.flush()
     if record is not None and (problems := _differences(record, size, digest)):
         raise VerifyError(
             f"task '{task.id}': copy {copy.prefix}: the object written differs from the"
             f" manifest: {'; '.join(problems)}"
         )
+
+
+def _flush_out(out: BinaryIO) -> None:
+    try:
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        reason = error.strerror or "standard output is closed or not writable"
+        raise OutputError(f"cannot write the object out: {reason}") from None
 
 
 def _normalise(path: str) -> str:

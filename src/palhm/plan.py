@@ -105,10 +105,11 @@ def backup_lines(config: Config, task: BackupTask, now: datetime) -> list[str]:
     """Copy location, objects by wave, rotation."""
     backend = open_backend(config, task)
     prefix = make_prefix(task.prefix, now)
-    lines = [
-        f"backup task '{task.id}': backend {task.backend}, checksum {task.checksum}",
-        f"{INDENT}new copy: {_join(backend.describe(), prefix)}",
-    ]
+    head = f"backup task '{task.id}': backend {task.backend}, checksum {task.checksum}"
+    if task.backend == "null":  # discards the data: no copy, no lock, no rotation
+        lines = [head, f"{INDENT}no copy: the null backend runs the pipelines, discards the data"]
+        return lines + _indent(object_lines(task, config.nb_workers), 1)
+    lines = [head, f"{INDENT}new copy: {_join(backend.describe(), prefix)}"]
     lines.extend(_indent(object_lines(task, config.nb_workers), 1))
     lines.extend(_indent(rotation_lines(backend, task, prefix, now), 1))
     return lines

@@ -68,6 +68,18 @@ def is_prefix(name: str) -> bool:
     return parse_prefix(name) is not None
 
 
+# The one form the original PALHM named its copies with (`date --utc
+# --iso-8601=seconds`). A directory without a manifest is taken for one of its
+# (legacy) copies only under exactly this name: `2023-01-01T00:00:00Z` or
+# `20230101T00Z` without a manifest is a user's directory, never a copy.
+_ORIGINAL: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
+
+
+def is_original_name(name: str) -> bool:
+    """Whether `name` is a copy name the original PALHM could have written."""
+    return bool(_ORIGINAL.fullmatch(name)) and is_prefix(name)
+
+
 T = TypeVar("T")
 
 

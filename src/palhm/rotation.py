@@ -3,11 +3,17 @@
 `plan_rotation` looks only at counted copies (complete or legacy); incomplete ones
 are never counted, kept or removed here (the backup run cleans them up first).
 
+0. Copies dated in the future (made while the clock was ahead: their prefix is later
+   than both `now` and the current copy's own time) are set apart: kept, never
+   counted by any rule or limit, so a stale copy from a wrong clock never pushes a
+   real copy out (the caller warns).
 1. keep-* rules, when any is set, with restic's semantics: walking the copies newest
    first, `keep-daily: N` keeps the newest copy of each of the N most recent days that
    have copies (likewise hourly, weekly (ISO weeks), monthly, yearly); `keep-last: N`
    keeps the N newest. A copy survives when any rule keeps it. Calendar buckets are
-   taken in the time zone of `now`, so the caller decides what "a day" is.
+   taken in the time zone of `now`, so the caller decides what "a day" is. As in
+   restic, `keep-*: 0` means the rule is unset (config check refuses a policy whose
+   only keep-* rules are 0).
 2. Hard caps: while the survivors number more than `nb-copy-limit` or weigh more than
    `root-size-limit`, the oldest survivor goes.
 3. The current copy is always kept, whatever the rules and limits.
@@ -44,6 +50,7 @@ WITHIN_LIMITS: Final = "within nb-copy-limit and root-size-limit"
 NOT_KEPT: Final = "kept by no keep-* rule"
 OVER_COUNT: Final = "nb-copy-limit"
 OVER_SIZE: Final = "root-size-limit"
+FUTURE: Final = "dated in the future: never counted, never removed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +80,13 @@ def plan_rotation(
     zone of calendar buckets. Raises ValueError if a copy's prefix does not parse.
     """
     dated = _oldest_first(copies)
+    current_time = parse_prefix(current)
+    horizon = max(now, current_time) if current_time is not None else now
+    future = [c for c, when in dated if when > horizon and c.prefix != current]
+    dated = [(c, when) for c, when in dated if c not in future]
     reasons: dict[str, list[str]] = {c.prefix: [] for c, _ in dated}
     removed: dict[str, str] = {}
-    if policy.has_keep_rules:
+    if has_keep_rules(policy):
         _apply_keep_rules(dated, policy, now, reasons)
         removed = {c.prefix: NOT_KEPT for c, _ in dated if not reasons[c.prefix]}
     if current in reasons:
@@ -87,9 +98,14 @@ def plan_rotation(
         Decision(c, tuple(reasons[c.prefix]) or (WITHIN_LIMITS,))
         for c, _ in dated
         if c.prefix not in removed
-    )
+    ) + tuple(Decision(c, (FUTURE,)) for c in future)
     remove = tuple(Decision(c, (removed[c.prefix],)) for c, _ in dated if c.prefix in removed)
     return RotationPlan(keep, remove)
+
+
+def has_keep_rules(policy: RetentionPolicy) -> bool:
+    """Whether any keep-* rule is set to keep at least one copy (0 = unset)."""
+    return bool(policy.keep_last) or any(count for _, count in _bucket_rules(policy))
 
 
 def _oldest_first(copies: Sequence[CopyInfo]) -> list[tuple[CopyInfo, datetime]]:
@@ -113,8 +129,8 @@ def _apply_keep_rules(
 ) -> None:
     """Add the name of every keep-* rule that keeps a copy to its reasons."""
     newest_first = dated[::-1]
-    if policy.keep_last is not None:
-        for copy, _ in newest_first[: max(policy.keep_last, 0)]:
+    if policy.keep_last:
+        for copy, _ in newest_first[: policy.keep_last]:
             reasons[copy.prefix].append("keep-last")
     for rule, budget in _bucket_rules(policy):
         bucket_of = _BUCKETS[rule]
@@ -137,7 +153,7 @@ def _bucket_rules(policy: RetentionPolicy) -> list[tuple[str, int]]:
         "keep-monthly": policy.keep_monthly,
         "keep-yearly": policy.keep_yearly,
     }
-    return [(rule, count) for rule, count in rules.items() if count is not None]
+    return [(rule, count) for rule, count in rules.items() if count]
 
 
 def _apply_caps(survivors: list[CopyInfo], policy: RetentionPolicy, current: str) -> dict[str, str]:

@@ -54,7 +54,8 @@ def test_the_corpus_is_big_enough() -> None:
 def test_good_config_passes(name: str) -> None:
     done = checked("good")[name]
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    # only warnings about this host (a command or library it lacks), never an error
+    assert all(line.startswith("palhm: warning: ") for line in done.stderr.splitlines())
 
 
 @pytest.mark.parametrize("name", BAD)

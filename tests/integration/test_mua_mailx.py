@@ -32,8 +32,32 @@ def test_argv_passes_each_int_opt_as_dash_s_before_subject_and_recipients() -> N
     assert argv == ["/opt/mailx", "-S", "a=1", "-S", "nosave", "-s", "Hello there", "x@t", "y@t"]
 
 
-def test_argv_defaults_to_usr_bin_mailx_without_options() -> None:
+def test_argv_defaults_to_usr_bin_mailx_without_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mailx, s-nail or mail on PATH
     assert MailxMua({}).argv(subject="s", recipients=["r"]) == ["/usr/bin/mailx", "-s", "s", "r"]
+
+
+@pytest.mark.parametrize("name", ["mailx", "s-nail", "mail"])
+def test_a_missing_default_mailx_is_found_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Debian's s-nail has no /usr/bin/mailx: the default finds it on PATH."""
+    if Path("/usr/bin/mailx").exists():
+        pytest.skip("/usr/bin/mailx exists here: the default needs no lookup")
+    program = tmp_path / name
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert MailxMua({}).argv(subject="s", recipients=["r"])[0] == str(program)
+    assert MailxMua({"exec": "/usr/bin/mailx"}).argv(subject="s", recipients=["r"])[0] == str(
+        program
+    )
+    # a configured path other than the default is run as written
+    assert MailxMua({"exec": "/opt/x/mailx"}).argv(subject="s", recipients=["r"])[0] == (
+        "/opt/x/mailx"
+    )
 
 
 def test_boot_report_through_s_nail_arrives_as_yaml(smtp_inbox: SmtpReceiver) -> None:

@@ -226,8 +226,29 @@ def test_list_shows_every_state_oldest_first(tmp_path: Path, source: Path) -> No
     assert "lost+found" not in text
 
 
-def test_list_of_a_root_that_does_not_exist_yet(tmp_path: Path, source: Path) -> None:
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda c, t: list_text(c, t, as_json=False),
+        lambda c, t: list_text(c, t, as_json=True),
+        lambda c, t: verify(c, t, "latest"),
+        lambda c, t: get_object(c, t, "latest", "data/source.bin", io.BytesIO()),
+    ],
+    ids=["list", "list-json", "verify", "get"],
+)
+def test_a_root_that_does_not_exist_is_an_error_not_no_copies(
+    tmp_path: Path, source: Path, operation: object
+) -> None:
+    """An unmounted disk must not read as "no copies": list, verify and get say the
+    root is missing, fail, and create nothing."""
     task = make_task(tmp_path / "absent", source)
+    with pytest.raises(BackendError, match=r"backup root .*absent does not exist.*mounted"):
+        operation(config_of(task), task)  # type: ignore[operator]
+    assert not (tmp_path / "absent").exists()
+
+
+def test_an_empty_root_lists_no_copies(tmp_path: Path, source: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    task = make_task(tmp_path / "empty", source)
     assert "no copies" in list_text(config_of(task), task, as_json=False)
     assert json.loads(list_text(config_of(task), task, as_json=True)) == []
-    assert not (tmp_path / "absent").exists()

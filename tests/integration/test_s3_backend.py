@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from palhm.backends.base import MANIFEST_NAME, ObjectSink
 from palhm.backends.s3 import S3Backend
 from palhm.backends.s3_upload import PartSchedule, S3Limits
 from palhm.errors import BackendError, CollisionError, LockedError
+from palhm.manifest import Manifest, building_manifest, encode_manifest
 from tests.services.moto import MotoServer
 
 pytestmark = pytest.mark.services
@@ -23,8 +25,9 @@ pytestmark = pytest.mark.services
 OLD = "2024-01-01T00:00:00+00:00"
 MIDDLE = "2024-01-02T00:00:00+00:00"
 NEW = "2024-01-03T00:00:00+00:00"
-BUILDING = b'{"state": "building"}'
-FINAL = b'{"state": "complete", "objects": []}'
+WHEN = datetime(2024, 1, 3, tzinfo=UTC)
+BUILDING = encode_manifest(building_manifest("t", NEW, WHEN))
+FINAL = encode_manifest(Manifest("t", NEW, WHEN, WHEN, host="test-host"))
 SMALL_LIMITS = S3Limits(
     min_part_size=1024, max_part_size=64 * 1024, max_parts=40, max_object_size=400 * 1024
 )

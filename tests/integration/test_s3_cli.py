@@ -192,7 +192,7 @@ def test_without_boto3_the_error_says_what_to_install(
         ["-f", str(write_config(tmp_path / "palhm.conf", doc)), "run", "backup"], env=env
     )
     assert result.returncode == 1
-    assert "module 'aws' needs boto3: pip install 'palhm[aws]'" in result.stderr
+    assert "module 'aws' needs boto3, which palhm's Python cannot import" in result.stderr
     assert "Traceback" not in result.stderr
 
 

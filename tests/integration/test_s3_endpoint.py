@@ -40,7 +40,7 @@ def test_endpoint_going_away_mid_upload_fails_with_a_clear_error(tmp_path: Path)
     with start_moto_server(tmp_path) as server:
         server.client("s3").create_bucket(Bucket=BUCKET)
         backend = S3Backend(params(server.endpoint_url), task_id="t")
-        writer = backend.begin_copy(PREFIX, building_manifest=b"{}")
+        writer = backend.begin_copy(PREFIX, building_manifest=b"{}\n")
         sink = writer.open_object("db.sql", alloc_size=None)
         sink.write(memoryview(os.urandom(5000)))  # a multipart upload is under way
         server.stop()
@@ -53,7 +53,7 @@ def test_endpoint_going_away_mid_upload_fails_with_a_clear_error(tmp_path: Path)
     assert f"cannot connect to the endpoint {server.endpoint_url}" in message
     assert "\n" not in message
     sink.abort()  # never raises, even with the endpoint gone
-    with pytest.raises(BackendError, match=re.escape(f"s3://{BUCKET}/r/{PREFIX}/: aborting")):
+    with pytest.raises(BackendError, match=re.escape(f"s3://{BUCKET}/r/{PREFIX}/db.sql: aborting")):
         writer.rollback()
 
 

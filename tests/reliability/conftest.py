@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +20,15 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = base / "root"
     seed_root(root, crash_config(base / "seed.json", root, uuid.uuid4().hex))
     return root
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory outside pytest's private tmp (0700, which the other user cannot
+    traverse), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="palhm-hostile-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

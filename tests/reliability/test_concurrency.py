@@ -119,8 +119,13 @@ def rotation_setup(tmp_path: Path) -> tuple[Path, Path, Path, str]:
         ]
     }
     config = write_config(tmp_path / "c.json", doc)
-    for _ in range(2):  # rotation only starts above the limit: two copies, no removal yet
-        seeding = launch(config, "same-root")
+    # Two copies of `rotating` itself (a task rotates only its own copies), made by the
+    # same task without its limit: rotation only starts above it, no removal yet.
+    seed = write_config(
+        tmp_path / "seed.json", {"tasks": [task("rotating", root_a, small(marker))]}
+    )
+    for _ in range(2):
+        seeding = launch(seed, "rotating")
         assert finish(seeding)[0] == 0
     return config, root_a, root_b, marker
 

@@ -30,14 +30,16 @@ def test_backend_without_boto3_says_what_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "boto3", None)  # makes `import boto3` fail
     backend = S3Backend({"bucket": "b", "root": "r"}, task_id="t")
     with pytest.raises(
-        BackendError, match=r"^module 'aws' needs boto3: pip install 'palhm\[aws\]'$"
+        BackendError,
+        match=r"^module 'aws' needs boto3, which palhm's Python cannot import: apt-get install"
+        r" python3-boto3 .*pipx inject palhm boto3",
     ):
         backend.list_copies()
 
 
 def test_sns_without_boto3_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)
-    with pytest.raises(MailError, match=r"needs boto3: pip install 'palhm\[aws\]'"):
+    with pytest.raises(MailError, match=r"needs boto3, which palhm's Python cannot import"):
         SnsMua({}).send(subject="s", body="b", recipients=["arn:aws:sns:us-east-1:1:t"])
 
 

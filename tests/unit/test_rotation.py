@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from palhm.backends.base import CopyInfo, CopyState
 from palhm.model import RetentionPolicy
-from palhm.rotation import CURRENT, NOT_KEPT, OVER_COUNT, OVER_SIZE, plan_rotation
+from palhm.rotation import CURRENT, FUTURE, NOT_KEPT, OVER_COUNT, OVER_SIZE, plan_rotation
 from palhm.values import Limit
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
@@ -64,11 +64,22 @@ def test_the_current_copy_is_kept_even_if_it_alone_exceeds_the_limits() -> None:
     assert [(d.copy, d.reasons) for d in plan.keep] == [(copies[1], (CURRENT,))]
 
 
-def test_current_copy_is_kept_when_it_is_not_the_newest() -> None:
-    """A clock set back: the copy just made sorts before an older run's copy."""
-    copies = daily(3)
-    policy = RetentionPolicy(nb_copy_limit=Limit(1))
-    assert removed(copies, policy, copies[0]) == [copies[1].prefix, copies[2].prefix]
+def test_copies_dated_after_the_current_one_are_kept_and_never_counted() -> None:
+    """A clock that was ahead: copies from the 'future' sort after the copy just made.
+    They are kept, but never count, so they cannot push real copies out."""
+    past = [copy(T0 - timedelta(days=d)) for d in (3, 2, 1)]
+    current = copy(T0)
+    ahead = [copy(T0 + timedelta(days=d)) for d in (1, 2)]
+    for policy in (
+        RetentionPolicy(nb_copy_limit=Limit(2)),
+        RetentionPolicy(keep_last=2),
+        RetentionPolicy(keep_daily=2),
+    ):
+        plan = plan_rotation([*past, current, *ahead], policy, current=current.prefix, now=T0)
+        assert [d.copy for d in plan.remove] == past[:2], policy
+        kept = {d.copy.prefix: d.reasons for d in plan.keep}
+        assert kept[ahead[0].prefix] == kept[ahead[1].prefix] == (FUTURE,)
+        assert past[2].prefix in kept and current.prefix in kept
 
 
 def test_incomplete_copies_are_neither_counted_nor_removed() -> None:
@@ -176,7 +187,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[CopyInfo], RetentionPolicy, CopyInf
     raw = draw(copies_strategy)
     copies = [copy(T0 + timedelta(hours=h), size=s, state=state) for h, s, state in raw]  # type: ignore[arg-type]
     counted = [c for c in copies if c.counted] or [copies[0]]
-    current = draw(st.sampled_from(counted))
+    # the copy just made is the newest one (copies dated after it: see the test above)
+    current = max(counted, key=lambda c: c.prefix)
     copies = [
         c if c is not current else CopyInfo(c.prefix, "complete", c.size, 1, c.location)
         for c in copies
@@ -252,3 +264,13 @@ def test_keep_rules_only_remove_copies_no_rule_keeps_unless_a_cap_forces_it(
             OVER_COUNT,
             OVER_SIZE,
         )
+
+
+def test_keep_zero_means_the_rule_is_unset() -> None:
+    """restic: `keep-last: 0` (or any keep-* 0) is no rule at all, never 'keep none'."""
+    copies = daily(5)
+    for rule in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
+        alone = RetentionPolicy(**{rule: 0})  # type: ignore[arg-type]
+        assert removed(copies, alone, copies[-1]) == [], rule
+        with_other = RetentionPolicy(keep_last=2, **{rule: 0} if rule != "keep_last" else {})  # type: ignore[arg-type]
+        assert removed(copies, with_other, copies[-1]) == [c.prefix for c in copies[:3]], rule

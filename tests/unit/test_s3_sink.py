@@ -4,6 +4,7 @@ per copy stay bounded, and a failed part surfaces in the writer's thread."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -25,6 +26,9 @@ PART = 1024
 LIMITS = S3Limits(min_part_size=PART, max_part_size=PART, max_parts=10_000, max_object_size=PART)
 
 
+KEYS = itertools.count()
+
+
 class SlowS3:
     """Accepts parts slowly and records the most bytes ever in flight."""
 
@@ -34,17 +38,24 @@ class SlowS3:
         self.most_in_flight = 0
         self.fail_part = fail_part
         self.aborted = False
+        self.stored: dict[str, int] = {}  # upload id (= key) -> bytes
 
-    def create_multipart_upload(self, **_: Any) -> dict[str, str]:
-        return {"UploadId": "upload-1"}
+    def head_object(self, *, Key: str, **_: Any) -> dict[str, int]:  # noqa: N803 - boto3's names
+        return {"ContentLength": self.stored.get(Key, 0)}
 
-    def upload_part(self, *, Body: bytearray, PartNumber: int, **_: Any) -> dict[str, str]:  # noqa: N803 - boto3's names
+    def create_multipart_upload(self, *, Key: str, **_: Any) -> dict[str, str]:  # noqa: N803
+        return {"UploadId": Key}
+
+    def upload_part(
+        self, *, Body: bytearray, PartNumber: int, UploadId: str, **_: Any
+    ) -> dict[str, str]:  # noqa: N803 - boto3's names
         with self.lock:
             self.in_flight += len(Body)
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         time.sleep(0.01)
         with self.lock:
             self.in_flight -= len(Body)
+            self.stored[UploadId] = self.stored.get(UploadId, 0) + len(Body)
         if PartNumber == self.fail_part:
             raise ClientError(
                 {"Error": {"Code": "SlowDown", "Message": "Reduce your request rate."}},
@@ -59,8 +70,9 @@ class SlowS3:
         self.aborted = True
 
 
-def sink(client: SlowS3, budget: UploadBudget | None = None) -> S3ObjectSink:
-    target = UploadTarget(client=client, bucket="b", key="k", checksum=None)
+def sink(client: SlowS3, budget: UploadBudget | None = None, key: str = "") -> S3ObjectSink:
+    key = key or f"k{next(KEYS)}"
+    target = UploadTarget(client=client, bucket="b", key=key, checksum=None)
     return S3ObjectSink(target, PartSchedule(PART, 10_000, 10_000, LIMITS), budget)
 
 
@@ -92,7 +104,7 @@ def test_objects_of_one_copy_share_one_budget() -> None:
 
 def test_failed_part_is_raised_in_the_writer_thread_and_the_upload_aborted() -> None:
     client = SlowS3(fail_part=3)
-    object_sink = sink(client)
+    object_sink = sink(client, key="k")
     with pytest.raises(BackendError) as caught:
         feed(object_sink, 40)
     assert str(caught.value) == (

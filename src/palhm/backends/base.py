@@ -30,10 +30,18 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Literal
 
 MANIFEST_NAME = ".palhm-manifest.json"
+MANIFEST_TMP = MANIFEST_NAME + ".tmp"  # localfs writes the manifest through it
+RESERVED_NAMES = frozenset({MANIFEST_NAME, MANIFEST_TMP})
+"""The names palhm uses inside a copy, exactly: no object may be stored under them
+(config check refuses them), and only they are left out of a copy's objects."""
 
-CopyState = Literal["complete", "legacy", "incomplete"]
-"""complete: final manifest present; legacy: prefix-named, no manifest at all (made by
-the original PALHM; counted as a copy); incomplete: staging/building (never counted)."""
+CopyState = Literal["complete", "legacy", "incomplete", "damaged", "other-task"]
+"""complete: final manifest present; legacy: named exactly as the original PALHM named
+its copies, no manifest at all (counted as a copy); incomplete: staging/building
+(never counted); damaged: its manifest is unreadable (empty, not JSON, not a regular
+file ...): reported, never counted, never removed by rotation; other-task: a complete
+copy whose manifest names another task sharing the root: invisible to this task's
+rotation, `latest` and totals, and never removed by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +53,13 @@ class CopyInfo:
     size: int  # bytes of all objects in the copy, from the listing (manifest excluded)
     nb_objects: int
     location: str  # how messages name it: a directory path or s3://bucket/key/
+    task: str | None = None  # the task its manifest names (None: unknown or no manifest)
+    problem: str = ""  # why a copy is damaged, for messages
 
     @property
     def counted(self) -> bool:
         """Whether rotation counts this copy (complete or legacy)."""
-        return self.state != "incomplete"
+        return self.state in ("complete", "legacy")
 
 
 class ObjectSink(ABC):
@@ -156,3 +166,10 @@ class Backend(ABC):
     def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(path, size) of each object of a copy, manifest excluded. Optional."""
         raise NotImplementedError
+
+    def iter_entries(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(path, kind) of everything in a copy but its manifest: kind "file",
+        "directory", or what else it is ("symbolic link", "FIFO", "device", "mount
+        point" ...). By default the objects of `iter_objects`, all files."""
+        for path, _ in self.iter_objects(prefix):
+            yield path, "file"

@@ -10,9 +10,20 @@ Layout under ROOT (SPEC A5.4, A5.7, B5-B9, B13, C2)::
 Commit: fsync every object (done when its sink closes) and every directory, write
 the manifest last (temporary file, fsync, rename), fsync the staging directory,
 rename it to ROOT/PREFIX, fsync ROOT. A crash at any point leaves either a complete
-copy or a hidden incomplete one that the next run removes. A prefix-named directory
-without a manifest was made by the original PALHM: a `legacy` copy, counted. Names
-that are neither prefixes nor ours (lost+found, a user's files) are never touched.
+copy or a hidden incomplete one that the next run removes. A directory without a
+manifest named exactly as the original PALHM named its copies is a `legacy` copy,
+counted; one whose manifest is unreadable is `damaged` (reported, never counted or
+removed); one whose manifest names another task is `other-task`. Names that are
+neither prefixes nor ours (lost+found, a user's files, `2023-01-01T00:00:00Z`
+without a manifest) are never touched.
+
+Other users (doc/reliability.md, threat model): ROOT is opened once per run and
+everything below it is reached through directory descriptors, never a symbolic
+link (backends/_fsutil.py). The staging directory stays open from its creation,
+so every object and manifest lands in it whatever happens to its name; the commit
+renames it only while the name is still that directory, and the rollback empties
+it through its descriptor. Only processes provably palhm's are ever stopped
+(strays.py), never "whoever has a file open there".
 
 Modes (B5): every directory and file is created with its configured mode in the
 mkdir/open call itself. The umask may only clear bits, so the result is never more
@@ -31,10 +42,12 @@ when the file is closed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -44,10 +57,19 @@ from typing import IO, Any, ClassVar, Final
 
 from palhm import faults
 from palhm.backends import _fsutil as fsutil
-from palhm.backends.base import MANIFEST_NAME, Backend, CopyInfo, CopyState, CopyWriter, ObjectSink
+from palhm.backends.base import (
+    MANIFEST_NAME,
+    MANIFEST_TMP,
+    RESERVED_NAMES,
+    Backend,
+    CopyInfo,
+    CopyState,
+    CopyWriter,
+    ObjectSink,
+)
 from palhm.errors import BackendError, CollisionError, LockedError
-from palhm.manifest import manifest_state
-from palhm.prefix import is_prefix, sort_by_prefix
+from palhm.manifest import parse_manifest
+from palhm.prefix import is_original_name, is_prefix, sort_by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +78,7 @@ STAGING: Final = ".palhm-staging-"
 DELETING: Final = ".palhm-deleting-"
 DEFAULT_DMODE: Final = 0o750
 DEFAULT_FMODE: Final = 0o640
+_ROLLBACK_FDS: Final = 8  # a removal holds about one descriptor per directory level
 
 
 class LocalfsBackend(Backend):
@@ -68,9 +91,31 @@ class LocalfsBackend(Backend):
         self.root = Path(params["root"])
         self.dmode: int = params.get("dmode", DEFAULT_DMODE)
         self.fmode: int = params.get("fmode", DEFAULT_FMODE)
+        self._held_root: int | None = None  # ROOT, opened once for a locked run
 
     def describe(self) -> str:
         return str(self.root)
+
+    @contextlib.contextmanager
+    def _root(self) -> Iterator[int]:
+        """ROOT as a directory descriptor: the one opened by lock() while the lock is
+        held (a run works on one directory, whatever happens to the path), else a
+        fresh one. FileNotFoundError when ROOT does not exist."""
+        if self._held_root is not None:
+            yield self._held_root
+            return
+        try:
+            fd = fsutil.open_root(self.root)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise BackendError(
+                f"cannot open the backup root {self.root}: {_reason(error)}"
+            ) from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     # -- lock ----------------------------------------------------------------------
 
@@ -78,16 +123,20 @@ class LocalfsBackend(Backend):
     def lock(self) -> Iterator[None]:
         """flock ROOT/.palhm.lock; LockedError naming the holder if another run has it."""
         self.ensure_root()
-        path = self.root / LOCK_NAME
-        try:
-            fd = fsutil.create_file(path, self.fmode, exclusive=False)
-        except OSError as error:
-            raise BackendError(f"cannot open the lock file {path}: {error.strerror}") from None
-        try:
-            self._take(fd, path)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+        with self._root() as root_fd:
+            _warn_if_shared(self.root, root_fd)
+            path = self.root / LOCK_NAME
+            try:
+                fd = fsutil.create_file(LOCK_NAME, self.fmode, dir_fd=root_fd, exclusive=False)
+            except OSError as error:
+                raise BackendError(f"cannot open the lock file {path}: {_reason(error)}") from None
+            try:
+                self._take(fd, path)
+                self._held_root = root_fd
+                yield
+            finally:
+                self._held_root = None
+                os.close(fd)  # releases the flock
 
     def _take(self, fd: int, path: Path) -> None:
         """flock the open lock file and write who holds it."""
@@ -117,7 +166,7 @@ class LocalfsBackend(Backend):
         if self.root.is_dir():
             return
         try:
-            created = fsutil.make_dirs(Path("/"), self.root.resolve(), self.dmode)
+            created = fsutil.make_root_dirs(self.root.resolve(), self.dmode)
         except OSError as error:
             raise BackendError(f"cannot create the backup root {self.root}: {error}") from None
         if created:
@@ -129,145 +178,246 @@ class LocalfsBackend(Backend):
     def list_copies(self) -> list[CopyInfo]:
         """Prefix-named, staging and deleting directories under ROOT, oldest first."""
         try:
-            entries = list(os.scandir(self.root))
+            with self._root() as root_fd:
+                with os.scandir(root_fd) as entries:
+                    names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+                found = [self._copy_info(root_fd, name) for name in names]
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise BackendError(f"cannot list {self.root}: {error.strerror}") from None
-        copies = [self._copy_info(e) for e in entries if e.is_dir(follow_symlinks=False)]
-        found = [c for c in copies if c is not None]
-        return sort_by_prefix(found, lambda c: c.prefix)
+            raise BackendError(f"cannot list {self.root}: {_reason(error)}") from None
+        copies = [c for c in found if c is not None]
+        for copy in copies:
+            if copy.state == "damaged":
+                log.warning("copy %s is damaged: %s", copy.location, copy.problem)
+        return sort_by_prefix(copies, lambda c: c.prefix)
 
-    def _copy_info(self, entry: os.DirEntry[str]) -> CopyInfo | None:
-        prefix, state = _classify(entry.name)
+    def _copy_info(self, root_fd: int, name: str) -> CopyInfo | None:
+        prefix, state = _classify(name)
         if prefix is None:
             return None
-        if state is None:
-            state = self._committed_state(Path(entry.path))
-        size, count = fsutil.tree_size(Path(entry.path), skip=MANIFEST_NAME)
-        return CopyInfo(prefix, state, size, count, entry.path)
-
-    def _committed_state(self, directory: Path) -> CopyState:
         try:
-            data = (directory / MANIFEST_NAME).read_bytes()
-        except FileNotFoundError:
-            return "legacy"
+            directory = fsutil.open_dir(name, root_fd)
         except OSError as error:
-            raise BackendError(f"cannot read {directory / MANIFEST_NAME}: {error}") from None
-        # Only our commit renames a directory to a prefix, after its final manifest:
-        # anything else there (unreadable, "building") was not made by this protocol,
-        # so it is treated like the original PALHM's copies, never deleted as junk.
-        return "complete" if manifest_state(data) == "complete" else "legacy"
+            if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None  # replaced meanwhile, or a link: not a copy
+            raise
+        try:
+            task, problem = None, ""
+            if state is None:
+                state, task, problem = self._committed_state(directory, name)
+                if state is None:
+                    return None
+            size, count = fsutil.tree_size(directory, skip=RESERVED_NAMES)
+        finally:
+            os.close(directory)
+        return CopyInfo(prefix, state, size, count, str(self.root / name), task, problem)
+
+    def _committed_state(
+        self, directory: int, name: str
+    ) -> tuple[CopyState | None, str | None, str]:
+        """(state, task of its manifest, problem) of a prefix-named directory; state
+        None when it is not a copy at all (no manifest and not a name the original
+        PALHM wrote)."""
+        try:
+            data = fsutil.read_bounded(MANIFEST_NAME, dir_fd=directory)
+        except FileNotFoundError:
+            if fsutil.exists(MANIFEST_TMP, directory):
+                return "damaged", None, f"no {MANIFEST_NAME}, only a temporary {MANIFEST_TMP}"
+            # Only our commit renames a directory to a prefix, after its final
+            # manifest: without one, it is the original PALHM's copy or not a copy.
+            return ("legacy", None, "") if is_original_name(name) else (None, None, "")
+        except (OSError, ValueError) as error:
+            return "damaged", None, f"cannot read {MANIFEST_NAME}: {_reason(error)}"
+        try:
+            manifest = parse_manifest(data)
+        except ValueError as error:
+            return "damaged", None, f"{MANIFEST_NAME}: {error}"
+        if manifest.state != "complete":
+            return "damaged", manifest.task, f"{MANIFEST_NAME} is in state '{manifest.state}'"
+        if manifest.prefix != name:
+            return "damaged", manifest.task, f"{MANIFEST_NAME} is that of copy {manifest.prefix}"
+        if manifest.task != self.task_id:
+            return "other-task", manifest.task, ""
+        return "complete", manifest.task, ""
 
     # -- copies --------------------------------------------------------------------
 
     def begin_copy(self, prefix: str, *, building_manifest: bytes) -> CopyWriter:
-        """Create ROOT/.palhm-staging-PREFIX; CollisionError if the prefix is taken."""
+        """Create ROOT/.palhm-staging-PREFIX; CollisionError if the prefix is taken.
+        From the staging directory's creation on, a failure removes it again."""
         _check_prefix(prefix)
         self.ensure_root()
-        final, staging = self.root / prefix, self.root / (STAGING + prefix)
-        if os.path.lexists(final):
-            raise CollisionError(
-                f"a copy named {prefix} already exists in {self.root}; it is never "
-                "overwritten and nothing was written (two runs in the same second?)"
-            )
+        staging_name = STAGING + prefix
+        staging = self.root / staging_name
+        with self._root() as root_fd:
+            if fsutil.exists(prefix, root_fd):
+                raise CollisionError(
+                    f"a copy named {prefix} already exists in {self.root}; it is never "
+                    "overwritten and nothing was written (two runs in the same second?)"
+                )
+            try:
+                staging_fd = fsutil.make_dir(staging_name, self.dmode, dir_fd=root_fd)
+            except FileExistsError:
+                raise CollisionError(f"{staging} already exists; nothing was written") from None
+            except OSError as error:
+                raise BackendError(f"cannot create {staging}: {error.strerror}") from None
+            try:
+                writer = LocalfsCopyWriter(self, prefix, os.dup(root_fd), staging_fd)
+            except OSError as error:
+                os.close(staging_fd)
+                with contextlib.suppress(OSError):
+                    os.rmdir(staging_name, dir_fd=root_fd)
+                raise BackendError(f"cannot begin copy {staging}: {_reason(error)}") from None
         try:
-            fsutil.make_dir(staging, self.dmode)
             faults.crashpoint("staging-created")  # test facility (tests/reliability)
-        except FileExistsError:
-            raise CollisionError(f"{staging} already exists; nothing was written") from None
-        except OSError as error:
-            raise BackendError(f"cannot create {staging}: {error.strerror}") from None
-        writer = LocalfsCopyWriter(self, prefix, staging, final)
-        writer.write_manifest(building_manifest)
+            writer.write_manifest(building_manifest)
+        except BaseException:
+            with contextlib.suppress(BackendError):
+                writer.rollback()
+            raise
         return writer
 
     def remove_copy(self, copy: CopyInfo) -> None:
         """Delete one copy found by `list_copies` (its `location` names the directory)."""
-        directory = Path(copy.location)
-        if directory.parent != self.root or _classify(directory.name)[0] != copy.prefix:
-            raise BackendError(f"refusing to remove {directory}: not a copy under {self.root}")
+        name = Path(copy.location).name
+        if (
+            Path(copy.location).parent != self.root
+            or _classify(name)[0] != copy.prefix
+            or copy.state not in ("complete", "legacy", "incomplete")
+        ):
+            raise BackendError(f"refusing to remove {copy.location}: not a copy of this task")
         try:
-            if copy.state == "incomplete":
-                fsutil.stop_writers(directory)
-            else:
-                directory = self._set_aside(directory, copy.prefix)
-            fsutil.remove_tree(directory)
+            with self._root() as root_fd:
+                if copy.state != "incomplete":
+                    name = self._set_aside(root_fd, name, copy.prefix)
+                fsutil.remove_tree(name, dir_fd=root_fd)
         except OSError as error:
-            raise BackendError(f"cannot remove copy {directory}: {error}") from None
+            raise BackendError(f"cannot remove copy {copy.location}: {_reason(error)}") from None
 
-    def _set_aside(self, directory: Path, prefix: str) -> Path:
+    def _set_aside(self, root_fd: int, name: str, prefix: str) -> str:
         """Rename a committed copy to a hidden name first: if the removal stops half
-        way, what is left is an incomplete copy, never a 'legacy' copy missing files."""
-        doomed = self.root / (DELETING + prefix)
-        if doomed.exists():
-            fsutil.remove_tree(doomed)
-        os.rename(directory, doomed)
+        way, what is left is an incomplete copy, never a 'legacy' copy missing files.
+        A copy with a file system mounted inside is refused before anything changes."""
+        directory = fsutil.open_dir(name, root_fd)
+        try:
+            mounted = fsutil.mount_points(directory)
+        finally:
+            os.close(directory)
+        if mounted:
+            raise OSError(
+                errno.EBUSY,
+                f"a file system is mounted inside it, at {mounted[0]}; unmount it first",
+                name,
+            )
+        doomed = DELETING + prefix
+        if fsutil.exists(doomed, root_fd):
+            fsutil.remove_tree(doomed, dir_fd=root_fd)
+        fsutil.rename_noreplace(name, doomed, dir_fd=root_fd)
         faults.crashpoint("set-aside")  # test facility (tests/reliability)
-        fsutil.fsync_dir(self.root)
+        os.fsync(root_fd)
         return doomed
 
     # -- reading -------------------------------------------------------------------
 
     def read_manifest(self, prefix: str) -> bytes | None:
-        directory = self._copy_dir(prefix)
+        _check_prefix(prefix)
+        where = self.root / prefix / MANIFEST_NAME
         try:
-            return (directory / MANIFEST_NAME).read_bytes()
+            with self._root() as root_fd:
+                directory = fsutil.open_dir(prefix, root_fd)
+                try:
+                    return fsutil.read_bounded(MANIFEST_NAME, dir_fd=directory)
+                finally:
+                    os.close(directory)
         except FileNotFoundError:
             return None
-        except OSError as error:
-            raise BackendError(f"cannot read {directory / MANIFEST_NAME}: {error}") from None
+        except (OSError, ValueError) as error:
+            raise BackendError(f"cannot read {where}: {_reason(error)}") from None
 
     @contextlib.contextmanager
     def open_object_reader(self, prefix: str, path: str) -> Iterator[IO[bytes]]:
-        target = self._copy_dir(prefix) / _relative(path)
+        """The regular file PATH of a copy, opened without following any link and
+        without blocking (a FIFO or device there is refused, never read)."""
+        _check_prefix(prefix)
+        relative = _relative(path)
+        target = self.root / prefix / relative
         try:
-            stream = open(target, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as error:
-            raise BackendError(f"cannot read object {target}: {error.strerror}") from None
-        with stream:
+            with self._root() as root_fd:
+                fd = fsutil.open_regular_path(PurePosixPath(prefix) / relative, root_fd)
+        except (OSError, ValueError) as error:
+            raise BackendError(f"cannot read object {target}: {_reason(error)}") from None
+        with open(fd, "rb") as stream:
             yield stream
 
     def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
-        directory = self._copy_dir(prefix)
-        for path in fsutil.walk_files(directory):
-            relative = path.relative_to(directory).as_posix()
-            if relative != MANIFEST_NAME:
-                yield relative, path.stat().st_size
+        for entry in self._entries(prefix):
+            if entry.kind == "file":
+                yield entry.path, entry.size
 
-    def _copy_dir(self, prefix: str) -> Path:
+    def iter_entries(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Every name in a copy but the manifest: files, directories, links, FIFOs,
+        mount points (reported, not entered)."""
+        for entry in self._entries(prefix):
+            yield entry.path, entry.kind
+
+    def _entries(self, prefix: str) -> list[fsutil.Entry]:
         _check_prefix(prefix)
-        directory = self.root / prefix
-        if not directory.is_dir():
-            raise BackendError(f"no copy {prefix} in {self.root}")
-        return directory
+        try:
+            with self._root() as root_fd:
+                directory = fsutil.open_dir(prefix, root_fd)
+                try:
+                    entries = [e for e in fsutil.walk(directory) if e.path != MANIFEST_NAME]
+                finally:
+                    os.close(directory)
+        except OSError as error:
+            where = f"copy {prefix} in {self.root}"
+            raise BackendError(f"cannot list {where}: {_reason(error)}") from None
+        return entries
 
 
 class LocalfsCopyWriter(CopyWriter):
-    """One copy being built in its staging directory."""
+    """One copy being built in its staging directory, held open: every object,
+    directory and manifest is created relative to that descriptor, so renaming or
+    replacing ROOT/.palhm-staging-PREFIX during the run never redirects a write."""
 
-    def __init__(self, backend: LocalfsBackend, prefix: str, staging: Path, final: Path) -> None:
+    def __init__(self, backend: LocalfsBackend, prefix: str, root_fd: int, staging_fd: int) -> None:
         self.prefix = prefix
         self._backend = backend
-        self._staging = staging
-        self._final = final
-        self._dirs: set[Path] = {staging}  # directories to fsync before the rename
+        self._root_fd = root_fd
+        self._staging_fd = staging_fd
+        self._staging_name = STAGING + prefix
+        self._staging = backend.root / self._staging_name
+        self._final = backend.root / prefix
+        self._dirs: set[PurePosixPath] = set()  # made below staging: fsync before rename
         self._dirs_lock = threading.Lock()
         self._renamed = False
+        self._closed = False
+        # Descriptors kept for the rollback: it must work when the run failed because
+        # every descriptor was taken (low `ulimit -n`, many workers).
+        self._reserve = [fsutil.open_root(Path("/")) for _ in range(_ROLLBACK_FDS)]
 
     def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
         """Create STAGING/PATH with fmode (parents with dmode). Thread-safe."""
         relative = _relative(path)
-        if relative.as_posix() == MANIFEST_NAME:
+        if relative.as_posix() in RESERVED_NAMES:
             raise BackendError(f"object path '{path}' is reserved for the copy manifest")
         target = self._staging / relative
         try:
-            created = fsutil.make_dirs(self._staging, target.parent, self._backend.dmode)
-            with self._dirs_lock:
-                self._dirs.update(created)
-            fd = fsutil.create_file(target, self._backend.fmode, exclusive=True)
+            parent, made = fsutil.make_dirs(
+                relative.parent, self._backend.dmode, dir_fd=self._staging_fd
+            )
+            try:
+                if made:
+                    with self._dirs_lock:
+                        self._dirs.update([relative.parent, *relative.parent.parents][:-1])
+                fd = fsutil.create_file(
+                    relative.name, self._backend.fmode, dir_fd=parent, exclusive=True
+                )
+            finally:
+                os.close(parent)
         except OSError as error:
-            raise BackendError(f"cannot create {target}: {error.strerror}") from None
+            raise BackendError(f"cannot create {target}: {_reason(error)}") from None
         preallocated = bool(alloc_size) and fsutil.preallocate(
             fd, alloc_size or 0, target, keep_size=True
         )
@@ -277,39 +427,85 @@ class LocalfsCopyWriter(CopyWriter):
         """Atomically (re)place STAGING/.palhm-manifest.json and make it durable."""
         target = self._staging / MANIFEST_NAME
         try:
-            fsutil.write_durably(target, manifest, self._backend.fmode)
+            fsutil.write_durably(
+                MANIFEST_NAME, manifest, self._backend.fmode, dir_fd=self._staging_fd
+            )
         except OSError as error:
-            raise BackendError(f"cannot write the manifest {target}: {error.strerror}") from None
+            raise BackendError(f"cannot write the manifest {target}: {_reason(error)}") from None
         faults.crashpoint("manifest-written")  # test facility (tests/reliability)
 
     def commit(self, manifest: bytes) -> None:
         try:
-            for directory in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-                fsutil.fsync_dir(directory)
+            for relative in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
+                directory = fsutil.open_dir_path(relative, self._staging_fd)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+            os.fsync(self._staging_fd)
         except OSError as error:
-            raise BackendError(f"cannot sync {self._staging}: {error.strerror}") from None
+            raise BackendError(f"cannot sync {self._staging}: {_reason(error)}") from None
         self.write_manifest(manifest)
-        if os.path.lexists(self._final):
-            raise CollisionError(f"{self._final} appeared during the run; it was not replaced")
+        if not fsutil.same_file(self._staging_name, self._root_fd, self._staging_fd):
+            raise BackendError(
+                f"{self._staging} was moved or replaced during the run (another user"
+                " writing in the root?); the copy is not committed"
+            )
         faults.crashpoint("before-rename")  # test facility (tests/reliability)
         try:
-            os.rename(self._staging, self._final)
-            self._renamed = True
-            faults.crashpoint("after-rename")  # test facility (tests/reliability)
-            fsutil.fsync_dir(self._final.parent)
+            fsutil.rename_noreplace(self._staging_name, self.prefix, dir_fd=self._root_fd)
+        except FileExistsError:
+            raise CollisionError(
+                f"{self._final} appeared during the run; it was not replaced"
+            ) from None
         except OSError as error:
-            raise BackendError(f"cannot commit copy {self._final}: {error.strerror}") from None
+            raise BackendError(f"cannot commit copy {self._final}: {_reason(error)}") from None
+        self._renamed = True
+        try:
+            faults.crashpoint("after-rename")  # test facility (tests/reliability)
+            os.fsync(self._root_fd)
+        except OSError as error:
+            raise BackendError(f"cannot commit copy {self._final}: {_reason(error)}") from None
+        self._close()
 
     def rollback(self) -> None:
         """Remove the staging directory (or the renamed copy if commit failed after the
-        rename). Raises BackendError if the removal fails; the next run retries it."""
+        rename): its content through the descriptor held since its creation, then its
+        name only if that is still this directory. Raises BackendError if the removal
+        fails; the next run retries it."""
+        if self._closed:
+            return
+        self._release_reserve()
+        name = self.prefix if self._renamed else self._staging_name
         directory = self._final if self._renamed else self._staging
         try:
-            if self._renamed or os.path.lexists(directory):
-                fsutil.stop_writers(directory)
-                fsutil.remove_tree(directory)
+            ours = fsutil.same_file(name, self._root_fd, self._staging_fd)
+            if ours:
+                fsutil.remove_tree(name, dir_fd=self._root_fd, opened=self._staging_fd)
+            else:
+                fsutil.remove_tree_content(self._staging_fd)
+                log.warning(
+                    "%s was moved or replaced during the run: its content was removed,"
+                    " the name is left alone",
+                    directory,
+                )
         except OSError as error:
-            raise BackendError(f"cannot remove the failed copy {directory}: {error}") from None
+            raise BackendError(
+                f"cannot remove the failed copy {directory}: {_reason(error)}"
+            ) from None
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release_reserve()
+            os.close(self._staging_fd)
+            os.close(self._root_fd)
+
+    def _release_reserve(self) -> None:
+        while self._reserve:
+            os.close(self._reserve.pop())
 
 
 class LocalfsSink(ObjectSink):
@@ -378,6 +574,27 @@ def _relative(path: str) -> PurePosixPath:
         return fsutil.checked_relative(path)
     except ValueError as error:
         raise BackendError(str(error)) from None
+
+
+def _reason(error: BaseException) -> str:
+    """An OSError's reason in words an administrator acts on."""
+    if isinstance(error, OSError):
+        if error.errno == errno.ELOOP:
+            return "it is a symbolic link (never followed below the backup root)"
+        return error.strerror or str(error)
+    return str(error)
+
+
+def _warn_if_shared(root: Path, root_fd: int) -> None:
+    """Say so when users other than palhm's own can write in ROOT (doc/reliability.md,
+    threat model): palhm never follows their links, but they can delete copies."""
+    info = os.fstat(root_fd)
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.warning(
+            "the backup root %s can be written by other users (owner uid %d, mode %04o):"
+            " they can delete or damage its copies",
+            root, info.st_uid, stat.S_IMODE(info.st_mode),
+        )  # fmt: skip
 
 
 def _check_prefix(prefix: str) -> None:

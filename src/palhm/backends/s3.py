@@ -5,37 +5,57 @@ Keys are ROOT/PREFIX/PATH, ROOT being `root` without leading/trailing '/'.
 Copy protocol on S3 (SPEC C2, B11), which has no rename:
 - `begin_copy` lists ROOT/PREFIX/ and refuses (CollisionError) if any key is there,
   then writes ROOT/PREFIX/.palhm-manifest.json with the building manifest as the
-  copy's first write, conditionally (If-None-Match: *) so that two hosts starting
-  the same prefix cannot both win; stores without conditional writes are tolerated.
-- `commit` overwrites the manifest with the final one as the copy's last write.
+  copy's first write, conditionally (If-None-Match: *, `conditional-writes`) so that
+  two hosts starting the same prefix cannot both win. The manifest's metadata
+  carries a run id (x-amz-meta-palhm-run), read back to catch stores that ignore
+  If-None-Match; in `auto` a store refusing the condition (400/403/501) is written
+  to without it, with a warning.
+- Each multipart upload a run starts is recorded in the building manifest
+  ("s3-multipart-uploads"), so that rollback and a later clean-up abort exactly
+  those, also on stores without ListMultipartUploads.
+- `commit` checks the run id, overwrites the manifest with the final one as the
+  copy's last write, reads it back and parses it: only then is the copy committed.
 - The state is kept in the manifest's metadata (x-amz-meta-palhm-state: building,
   complete or removing) and read with one HEAD per copy, which works even when the
   manifest sits in an archive class. A copy without manifest is a legacy copy (the
   original PALHM's) and is counted.
 - `rollback` / `remove_copy` first mark a copy "removing" (so a removal cut short
   leaves an incomplete copy, never a counted broken one), abort its multipart
-  uploads, delete its keys in batches of at most 1,000 and the manifest last.
+  uploads (the recorded ones; listing uploads is a best-effort extra), delete its
+  keys in batches of at most 1,000 (one DeleteObject per key on stores without
+  DeleteObjects) and the manifest last.
 - The lock is per host (s3_lock), so an incomplete copy that another host started
   less than a day ago is not removed: it may still be in progress.
 
 The manifest stays in STANDARD (small; readable by `list`/`verify` at any time);
 `rot-storage-class` moves the objects of a committed copy with server-side copies
-onto themselves, multipart (UploadPartCopy) above 5 GiB. On a versioned bucket,
-deletions leave noncurrent versions behind: expire them with a lifecycle rule.
+onto themselves, multipart (UploadPartCopy) above 5 GiB; a store refusing the move
+gives a warning, the copy stays in its class and rotation goes on. On a versioned
+bucket, deletions leave noncurrent versions behind: expire them with a lifecycle rule.
+
+Request checksums (`request-checksums`): `crc32` (S3's flexible checksums, verified
+on upload and download), `md5` (Content-MD5 on every PUT and part, botocore's
+checksums only where an operation requires one: what every S3-compatible store
+understands), `off`, or `auto`: crc32 on AWS's own endpoints, md5 elsewhere.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
+from urllib.parse import urlsplit
 
 from palhm import aws, faults
 from palhm.backends import s3_transition
@@ -48,9 +68,11 @@ from palhm.backends.s3_upload import (
     S3ObjectSink,
     UploadBudget,
     UploadTarget,
+    check_announced_size,
     plan_parts,
 )
 from palhm.errors import BackendError, CollisionError
+from palhm.manifest import parse_manifest
 from palhm.prefix import is_prefix, sort_by_prefix
 
 log = logging.getLogger(__name__)
@@ -58,6 +80,20 @@ log = logging.getLogger(__name__)
 DELETE_BATCH: Final = 1000  # DeleteObjects accepts at most 1,000 keys (moto accepts more)
 STATE_KEY: Final = "palhm-state"  # manifest metadata: building | complete | removing
 HOST_KEY: Final = "palhm-host"  # manifest metadata: the host that wrote it
+RUN_KEY: Final = "palhm-run"  # manifest metadata: the run that began the copy
+UPLOADS_FIELD: Final = "s3-multipart-uploads"  # building manifest: [{key, upload-id}]
+CHECKSUM_MODES: Final = ("auto", "crc32", "md5", "off")
+CONDITIONAL_MODES: Final = ("auto", "on", "off")
+# Answers of a store that does not do conditional writes (or DeleteObjects, or
+# ListMultipartUploads) rather than of a real failure: the request is done otherwise.
+UNSUPPORTED_CODES: Final = frozenset(
+    {"NotImplemented", "501", "MethodNotAllowed", "405", "InvalidArgument", "InvalidRequest",
+     "400", "AccessDenied", "403", "NotSupported", "MissingContentMD5", "InvalidDigest"}
+)  # fmt: skip
+LIST_UPLOADS_UNSUPPORTED: Final = frozenset(
+    {"NotImplemented", "501", "MethodNotAllowed", "405", "AccessDenied", "403"}
+)
+GONE_CODES: Final = frozenset({"NoSuchUpload", "404", "NoSuchKey"})
 FOREIGN_BUILD_GRACE: Final = timedelta(days=1)
 REMOVING_MARKER: Final = b'{"state": "removing"}\n'
 STATE_THREADS: Final = 8  # one HEAD per copy with a manifest, a few at a time
@@ -78,7 +114,8 @@ class _Listing:
 
 class S3Backend(Backend):
     """Copies under s3://BUCKET/ROOT/. Parameters: bucket, root, profile, region,
-    endpoint_url, sink_storage_class, rot_storage_class, part_size."""
+    endpoint_url, sink_storage_class, rot_storage_class, part_size, equal_parts,
+    request_checksums, conditional_writes."""
 
     name = "aws-s3"
 
@@ -87,11 +124,19 @@ class S3Backend(Backend):
         self.bucket: str = params["bucket"]
         self.root: str = str(params["root"]).strip("/")
         self.part_size: int | None = params.get("part_size")
+        self.equal_parts = bool(params.get("equal_parts", False))
         self.sink_storage_class: str | None = params.get("sink_storage_class") or None
         self.rot_storage_class: str | None = params.get("rot_storage_class") or None
+        self.request_checksums: str = _choice(params, "request_checksums", CHECKSUM_MODES, task_id)
+        self.conditional_writes: str = _choice(
+            params, "conditional_writes", CONDITIONAL_MODES, task_id
+        )
         self._spec = aws.ClientSpec.from_params(params)
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._checksum_mode = "crc32"  # resolved with the client
+        self._delete_objects = True  # False once the store refused DeleteObjects
+        self._run_id = ""
         _check_part_size(self.part_size, task_id)
 
     # -- names --------------------------------------------------------------------------
@@ -108,25 +153,55 @@ class S3Backend(Backend):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, made on first use (no network until a request)."""
+        """The boto3 S3 client, made on first use (credentials are resolved then; no
+        request is sent)."""
         with self._client_lock:  # made once even when threads ask at the same time
             if self._client is None:
-                self._client = aws.make_client(
+                client = aws.make_client(
                     "s3",
                     self._spec,
                     error=BackendError,
                     where=self.describe(),
                     max_pool_connections=MAX_POOL_CONNECTIONS,
+                    adjust=self._checksum_config,
                 )
+                # Stores that require Content-MD5 on DeleteObjects (botocore sends a CRC32)
+                client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
+                self._client = client
         return self._client
+
+    def _checksum_config(self, client: Any) -> dict[str, Any]:
+        """Resolve `request-checksums` for this client's endpoint; botocore settings."""
+        mode = self.request_checksums
+        if mode == "auto":
+            inherited = getattr(client.meta.config, "request_checksum_calculation", None)
+            on_aws = aws.is_aws_endpoint(client.meta.endpoint_url)
+            mode = "crc32" if on_aws and inherited != "when_required" else "md5"
+        self._checksum_mode = mode
+        log.debug("%s: request checksums: %s", self.describe(), mode)
+        setting = "when_supported" if mode == "crc32" else "when_required"
+        return {"request_checksum_calculation": setting, "response_checksum_validation": setting}
+
+    @property
+    def checksum_mode(self) -> str:
+        """crc32, md5 or off: `request-checksums` resolved for the endpoint."""
+        _ = self.client
+        return self._checksum_mode
 
     @property
     def checksum(self) -> str | None:
-        """The checksum algorithm S3 verifies and stores (CRC32), or None when botocore
-        is told to send checksums only when required
-        (AWS_REQUEST_CHECKSUM_CALCULATION=when_required, for stores that reject them)."""
-        setting = getattr(self.client.meta.config, "request_checksum_calculation", None)
-        return None if setting == "when_required" else "CRC32"
+        """The flexible checksum algorithm S3 verifies and stores (CRC32), or None."""
+        return "CRC32" if self.checksum_mode == "crc32" else None
+
+    def mismatch_hint(self) -> str:
+        """The likely cause of a stored size that is not what was sent."""
+        if self.checksum_mode == "crc32":
+            return (
+                "the store probably kept the aws-chunked checksum framing inside the object:"
+                " set backend-param request-checksums to md5 (or AWS_REQUEST_CHECKSUM_"
+                "CALCULATION=when_required)"
+            )
+        return "the store truncated or altered the object"
 
     def errors(self, where: str, action: str) -> AbstractContextManager[None]:
         """AWS failures in the block -> BackendError 'WHERE: ACTION failed: CODE: message'."""
@@ -203,23 +278,77 @@ class S3Backend(Backend):
                 f"{location}: a copy named '{prefix}' already exists; nothing was written"
             )
         self._put_first_manifest(prefix, building_manifest)
-        return S3CopyWriter(self, prefix)
+        return S3CopyWriter(self, prefix, building_manifest)
 
     def _put_first_manifest(self, prefix: str, manifest: bytes) -> None:
-        """The copy's first write, refused by S3 if another run wrote it first."""
+        """The copy's first write, refused by the store if another run wrote it first
+        (conditional-writes on/auto), then read back: the run id must be ours."""
+        self._run_id = uuid.uuid4().hex
+        if self.conditional_writes == "off":
+            self.put_manifest(prefix, manifest, state="building")
+            self.check_run_id(prefix)
+            return
         try:
             self.put_manifest(prefix, manifest, state="building", if_none_match=True)
         except BackendError as exc:
             code = aws.error_code(exc.__cause__) if exc.__cause__ else None
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise CollisionError(
                     f"{self.location(prefix)}: another run started a copy named '{prefix}'"
                     " at the same time; nothing was written"
                 ) from None
-            if code not in ("NotImplemented", "501"):
+            if code not in UNSUPPORTED_CODES or self.conditional_writes == "on":
+                if code in UNSUPPORTED_CODES:
+                    raise BackendError(
+                        f"{exc}; the store refuses conditional writes (If-None-Match):"
+                        " set backend-param conditional-writes to auto or off"
+                    ) from exc
                 raise
-            log.debug("%s: store without conditional writes", self.describe())
+            log.warning(
+                "%s: the store refused a conditional write (%s); writing without it: two"
+                " runs starting the same copy at once are caught only by the run id read back"
+                " (set conditional-writes to off to skip the attempt)",
+                self.describe(), code,
+            )  # fmt: skip
             self.put_manifest(prefix, manifest, state="building")
+        else:
+            self._probe_conditional_writes(prefix, manifest)
+        self.check_run_id(prefix)
+
+    def _probe_conditional_writes(self, prefix: str, manifest: bytes) -> None:
+        """A second conditional write of the manifest must be refused; a store that
+        accepts it ignores If-None-Match (and would let two runs share a copy)."""
+        try:
+            self.put_manifest(prefix, manifest, state="building", if_none_match=True)
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return  # refused as it must be
+            raise
+        if self.conditional_writes == "on":
+            self.delete_prefix(prefix, list_uploads=False)  # only our manifest is there
+            raise BackendError(
+                f"{self.location(prefix)}: the store ignores conditional writes"
+                " (If-None-Match: * was accepted on an existing key): set backend-param"
+                " conditional-writes to auto or off; nothing was kept"
+            )
+        log.warning(
+            "%s: the store ignores conditional writes (If-None-Match); two runs starting the"
+            " same copy at once are caught only by the run id read back",
+            self.describe(),
+        )
+
+    def check_run_id(self, prefix: str) -> None:
+        """CollisionError unless the manifest still carries this run's id."""
+        manifest_key = self.key(prefix, MANIFEST_NAME)
+        with self.errors(self.location(prefix, MANIFEST_NAME), "reading the manifest back"):
+            head = self.client.head_object(Bucket=self.bucket, Key=manifest_key)
+        found = head.get("Metadata", {}).get(RUN_KEY)
+        if found != self._run_id:
+            raise CollisionError(
+                f"{self.location(prefix)}: another run (id {found}) wrote the copy named"
+                f" '{prefix}' at the same time; this run's objects are removed"
+            )
 
     def put_manifest(
         self, prefix: str, body: bytes, *, state: str, if_none_match: bool = False
@@ -230,20 +359,42 @@ class S3Backend(Backend):
             "Key": self.key(prefix, MANIFEST_NAME),
             "Body": body,
             "ContentType": "application/json",
-            "Metadata": {STATE_KEY: state, HOST_KEY: socket.gethostname()},
+            "Metadata": {STATE_KEY: state, HOST_KEY: socket.gethostname(), RUN_KEY: self._run_id},
         }
+        if self.checksum_mode == "md5":
+            args["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         if if_none_match:
             args["IfNoneMatch"] = "*"
         with self.errors(self.location(prefix, MANIFEST_NAME), "writing the manifest"):
             self.client.put_object(**args)
 
+    def commit_manifest(self, prefix: str, manifest: bytes) -> None:
+        """The copy's last write, then read back and parsed: a copy is committed only
+        once its final manifest is known to be readable."""
+        self.check_run_id(prefix)
+        self.put_manifest(prefix, manifest, state="complete")
+        where = self.location(prefix, MANIFEST_NAME)
+        stored = self.read_manifest(prefix)
+        if stored != manifest:
+            got = "no manifest" if stored is None else f"{len(stored)} bytes"
+            raise BackendError(
+                f"{where}: the manifest read back differs from the one written"
+                f" ({got}, {len(manifest)} written): {self.mismatch_hint()}"
+            )
+        try:
+            parse_manifest(stored)
+        except ValueError as error:
+            raise BackendError(f"{where}: the manifest read back is unreadable: {error}") from None
+
     def remove_copy(self, copy: CopyInfo) -> None:
         if copy.state == "incomplete":
             self._refuse_foreign_build(copy.prefix)
-        else:  # a removal cut short must not leave a counted, broken copy
-            self.put_manifest(copy.prefix, REMOVING_MARKER, state="removing")
-            faults.crashpoint("removing-marked")  # test facility (tests/reliability)
-        self.delete_prefix(copy.prefix)
+            self.delete_prefix(copy.prefix)
+            return
+        # a removal cut short must not leave a counted, broken copy
+        self.put_manifest(copy.prefix, REMOVING_MARKER, state="removing")
+        faults.crashpoint("removing-marked")  # test facility (tests/reliability)
+        self.delete_prefix(copy.prefix, list_uploads=False)  # committed: no uploads left
 
     def _refuse_foreign_build(self, prefix: str) -> None:
         """The lock is per host: a copy another host started recently may still be
@@ -265,17 +416,59 @@ class S3Backend(Backend):
                 f" (it is removed {FOREIGN_BUILD_GRACE.days} day(s) after its start)"
             )
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Abort the multipart uploads under ROOT/PREFIX/, delete its keys in batches of
-        at most 1,000, the manifest last."""
-        self.abort_uploads(prefix)
+    def delete_prefix(
+        self, prefix: str, *, uploads: Iterable[tuple[str, str]] = (), list_uploads: bool = True
+    ) -> None:
+        """Abort the copy's multipart uploads (`uploads`, those its building manifest
+        records and, when `list_uploads`, those a listing finds), delete its keys in
+        batches of at most 1,000, the manifest last."""
+        known = {*uploads, *self.recorded_uploads(prefix)}
+        for key, upload_id in sorted(known):
+            self._abort_upload(key, upload_id)
+        if list_uploads:
+            self.abort_uploads(prefix, skip={upload_id for _, upload_id in known})
         manifest_key = self.key(prefix, MANIFEST_NAME)
         keys = [e["Key"] for e in self.list_keys(self.key(prefix)) if e["Key"] != manifest_key]
         for start in range(0, len(keys), DELETE_BATCH):
             self._delete_batch(prefix, keys[start : start + DELETE_BATCH])
         self._delete_batch(prefix, [manifest_key])
 
+    def recorded_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """The multipart uploads a building manifest records (none when unreadable)."""
+        try:
+            document = json.loads(self.read_manifest(prefix) or b"")
+        except (ValueError, BackendError) as error:
+            log.debug("%s: no recorded uploads: %s", self.location(prefix), error)
+            return []
+        entries = document.get(UPLOADS_FIELD) if isinstance(document, dict) else None
+        return [
+            (entry["key"], entry["upload-id"])
+            for entry in entries or ()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("key"), str)
+            and isinstance(entry.get("upload-id"), str)
+            and entry["key"].startswith(self.key(prefix))  # never another copy's
+        ]
+
     def _delete_batch(self, prefix: str, keys: list[str]) -> None:
+        if self._delete_objects:
+            try:
+                self._delete_objects_call(prefix, keys)
+                return
+            except BackendError as exc:
+                code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+                if code not in UNSUPPORTED_CODES or code in ("AccessDenied", "403"):
+                    raise
+                log.warning(
+                    "%s: the store refused DeleteObjects (%s); deleting one key at a time",
+                    self.describe(), code,
+                )  # fmt: skip
+                self._delete_objects = False
+        for key in keys:
+            with self.errors(f"s3://{self.bucket}/{key}", "deleting"):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _delete_objects_call(self, prefix: str, keys: list[str]) -> None:
         with self.errors(self.location(prefix), "deleting"):
             response = self.client.delete_objects(
                 Bucket=self.bucket,
@@ -289,22 +482,54 @@ class S3Backend(Backend):
                 f"{first.get('Code')}: {first.get('Message')} ({len(errors)} key(s) not deleted)"
             )
 
-    def abort_uploads(self, prefix: str) -> None:
-        """Abort every unfinished multipart upload under ROOT/PREFIX/ (hidden parts cost)."""
-        with self.errors(self.location(prefix), "aborting multipart uploads"):
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.key(prefix)
+    def abort_uploads(self, prefix: str, *, skip: Set[str] = frozenset()) -> None:
+        """Abort every unfinished multipart upload a listing finds under ROOT/PREFIX/
+        (hidden parts cost). Best effort: a store that cannot list them gives a warning."""
+        try:
+            with self.errors(self.location(prefix), "listing multipart uploads"):
+                pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=self.key(prefix)
+                )
+                found = [
+                    (upload["Key"], upload["UploadId"])
+                    for page in pages
+                    for upload in page.get("Uploads", ())
+                ]
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if code not in LIST_UPLOADS_UNSUPPORTED:
+                raise
+            log.warning(
+                "%s (the recorded uploads were aborted; uploads of a run that died before"
+                " recording them are left to a lifecycle rule)",
+                exc,
             )
-            for page in pages:
-                for upload in page.get("Uploads", ()):
-                    self._abort_upload(upload["Key"], upload["UploadId"])
+            return
+        for key, upload_id in found:
+            if upload_id not in skip:
+                self._abort_upload(key, upload_id)
 
     def _abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one upload; gone already is fine, a refusal is a warning (the keys are
+        still deleted; the store keeps the parts until a lifecycle rule expires them)."""
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except Exception as exc:
-            if aws.error_code(exc) != "NoSuchUpload":  # already gone: fine
-                raise
+            code = aws.error_code(exc)
+            if code in GONE_CODES:
+                return
+            if code in LIST_UPLOADS_UNSUPPORTED or code in UNSUPPORTED_CODES:
+                log.warning(
+                    "s3://%s/%s: aborting multipart upload %s failed: %s",
+                    self.bucket, key, upload_id, aws.describe_error(exc),
+                )  # fmt: skip
+                return
+            if aws.is_aws_error(exc):
+                raise BackendError(
+                    f"s3://{self.bucket}/{key}: aborting multipart upload {upload_id} failed:"
+                    f" {aws.describe_error(exc)}"
+                ) from exc
+            raise
 
     # -- after commit, reading ----------------------------------------------------------
 
@@ -312,14 +537,25 @@ class S3Backend(Backend):
         """Move the new copy's objects to rot-storage-class, if set."""
         if not self.rot_storage_class:
             return
-        for entry in self.list_keys(self.key(prefix)):
-            if entry["Key"] == self.key(prefix, MANIFEST_NAME):
-                continue
-            if entry.get("StorageClass", "STANDARD") == self.rot_storage_class:
-                continue
-            s3_transition.change_storage_class(
-                self, entry["Key"], entry["Size"], self.rot_storage_class
-            )
+        entries = [
+            entry
+            for entry in self.list_keys(self.key(prefix))
+            if entry["Key"] != self.key(prefix, MANIFEST_NAME)
+            and entry.get("StorageClass", "STANDARD") != self.rot_storage_class
+        ]
+        for done, entry in enumerate(entries):
+            try:
+                s3_transition.change_storage_class(
+                    self, entry["Key"], entry["Size"], self.rot_storage_class
+                )
+            except BackendError as error:
+                # The copy is committed and intact in its class: never block rotation.
+                log.warning(
+                    "task '%s': %s; the copy stays in its storage class (%d of %d object(s)"
+                    " moved); check rot-storage-class against what the store offers",
+                    self.task_id, error, done, len(entries),
+                )  # fmt: skip
+                return
 
     def read_manifest(self, prefix: str) -> bytes | None:
         key = self.key(prefix, MANIFEST_NAME)
@@ -345,30 +581,70 @@ class S3Backend(Backend):
 
 
 class S3CopyWriter(CopyWriter):
-    """A copy being uploaded. Objects are streamed by S3ObjectSink."""
+    """A copy being uploaded. Objects are streamed by S3ObjectSink; each multipart
+    upload started is recorded in the building manifest before its first part."""
 
-    def __init__(self, backend: S3Backend, prefix: str) -> None:
+    def __init__(self, backend: S3Backend, prefix: str, building_manifest: bytes) -> None:
         self.backend = backend
         self.prefix = prefix
         self._budget = UploadBudget()  # parts in flight of all objects together
+        self._building = building_manifest
+        self._uploads: dict[str, str] = {}  # upload id -> key, in start order
+        self._done: set[str] = set()  # upload ids completed
+        self._record_lock = threading.Lock()
 
     def open_object(self, path: str, *, alloc_size: int | None) -> S3ObjectSink:
         backend = self.backend
+        mode = backend.checksum_mode
         target = UploadTarget(
             client=backend.client,
             bucket=backend.bucket,
             key=backend.key(self.prefix, path),
             storage_class=backend.sink_storage_class,
             checksum=backend.checksum,
+            content_md5=mode == "md5",
+            on_multipart=self._record_upload,
+            mismatch_hint=backend.mismatch_hint(),
         )
-        schedule = plan_parts(backend.part_size, alloc_size, LIMITS)
-        return S3ObjectSink(target, schedule, self._budget)
+        schedule = plan_parts(backend.part_size, alloc_size, LIMITS, equal=backend.equal_parts)
+        check_announced_size(schedule, alloc_size, target.location)
+        return _RecordingSink(target, schedule, self._budget, self._done)
+
+    def _record_upload(self, key: str, upload_id: str) -> None:
+        """Rewrite the building manifest with every upload not yet completed."""
+        with self._record_lock:
+            self._uploads[upload_id] = key
+            pending = [
+                {"key": k, "upload-id": u} for u, k in self._uploads.items() if u not in self._done
+            ]
+            document = json.loads(self._building)
+            document[UPLOADS_FIELD] = pending
+            body = json.dumps(document, indent=2).encode() + b"\n"
+            self.backend.put_manifest(self.prefix, body, state="building")
 
     def commit(self, manifest: bytes) -> None:
-        self.backend.put_manifest(self.prefix, manifest, state="complete")
+        self.backend.commit_manifest(self.prefix, manifest)
 
     def rollback(self) -> None:
-        self.backend.delete_prefix(self.prefix)
+        with self._record_lock:
+            started = [(key, upload_id) for upload_id, key in self._uploads.items()]
+        self.backend.delete_prefix(self.prefix, uploads=started)
+
+
+class _RecordingSink(S3ObjectSink):
+    """S3ObjectSink that notes its upload id as completed once the object is stored."""
+
+    def __init__(
+        self, target: UploadTarget, schedule: Any, budget: UploadBudget, done: set[str]
+    ) -> None:
+        super().__init__(target, schedule, budget)
+        self._done_ids = done
+
+    def close(self) -> int:
+        size = super().close()
+        if self.upload_id is not None:
+            self._done_ids.add(self.upload_id)
+        return size
 
 
 def _manifest_state(manifest: bytes | None) -> str:
@@ -380,6 +656,73 @@ def _manifest_state(manifest: bytes | None) -> str:
         return "complete"
     state = document.get("state") if isinstance(document, dict) else None
     return state if state in ("building", "removing") else "complete"
+
+
+# Storage classes of stores recognised by their endpoint's host name; any other
+# endpoint (Ceph, MinIO, SeaweedFS ... configurable) is not judged.
+KNOWN_CLASSES: Final = {
+    "AWS S3": frozenset(
+        {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+         "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"}
+    ),
+    "Cloudflare R2": frozenset({"STANDARD", "STANDARD_IA"}),
+    "Backblaze B2": frozenset({"STANDARD"}),
+    "Wasabi": frozenset({"STANDARD"}),
+}  # fmt: skip
+_STORE_HOSTS: Final = (
+    (".r2.cloudflarestorage.com", "Cloudflare R2"),
+    (".backblazeb2.com", "Backblaze B2"),
+    (".wasabisys.com", "Wasabi"),
+)
+
+
+def store_name(endpoint_url: str | None) -> str | None:
+    """The store an endpoint URL names, when palhm can tell (None: unknown)."""
+    if aws.is_aws_endpoint(endpoint_url):
+        return "AWS S3"
+    host = (urlsplit(endpoint_url or "").hostname or "").lower()
+    return next((name for suffix, name in _STORE_HOSTS if host.endswith(suffix)), None)
+
+
+def storage_class_warnings(task_id: str, params: Mapping[str, Any]) -> list[str]:
+    """`config check`: storage classes the task's store does not offer, where the store
+    is known from its endpoint (endpoint-url, else AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL)."""
+    endpoint = (
+        params.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    store = store_name(endpoint)
+    if store is None:
+        return []
+    found = []
+    for key in ("sink_storage_class", "rot_storage_class"):
+        value = params.get(key)
+        if value and value not in KNOWN_CLASSES[store]:
+            found.append(
+                f"task '{task_id}': backend-param {key.replace('_', '-')} {value!r} is not a"
+                f" storage class of {store} ({', '.join(sorted(KNOWN_CLASSES[store]))})"
+            )
+    return found
+
+
+def _choice(params: Mapping[str, Any], name: str, allowed: tuple[str, ...], task_id: str) -> str:
+    value = params.get(name) or "auto"
+    if value not in allowed:
+        key = name.replace("_", "-")
+        raise BackendError(
+            f"task '{task_id}': backend-param {key} is {value!r}; expected one of"
+            f" {', '.join(allowed)}"
+        )
+    return str(value)
+
+
+def _add_content_md5(request: Any, **_: Any) -> None:
+    """botocore hook: Content-MD5 on DeleteObjects, which some stores require (botocore
+    sends a CRC32 there since 1.36)."""
+    body = request.body
+    if isinstance(body, bytes | bytearray) and "Content-MD5" not in request.headers:
+        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
 def _check_part_size(part_size: int | None, task_id: str) -> None:

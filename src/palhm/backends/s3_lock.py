@@ -1,8 +1,10 @@
 """The aws-s3 backend's per-root lock (SPEC B13): a local fcntl lock file.
 
 S3 has no lock primitive, so palhm locks a file on this host named after a hash of
-endpoint, bucket and root. It serialises runs on one host only: two hosts backing up
-into the same root are not serialised (their copies still never collide, B11). The
+endpoint, bucket and root, in palhm's private run directory (rundir.py: /run/palhm
+for root, which the shipped systemd unit declares, so timer and manual runs share
+it). It serialises runs on one host only: two hosts backing up into the same root
+are not serialised (their copies still never collide, B11). The
 lock file holds who owns the lock, for the LockedError message; the kernel releases
 the lock when the process exits, however it exits.
 """
@@ -20,34 +22,19 @@ from pathlib import Path
 from typing import Final
 
 from palhm.errors import LockedError
+from palhm.rundir import private_subdir
 
-SYSTEM_LOCK_DIR: Final = Path("/run/lock/palhm")
+LOCKS: Final = "locks"
 
 
 def lock_dir() -> Path:
-    """/run/lock/palhm when usable, else $XDG_RUNTIME_DIR/palhm, else a private /tmp dir."""
-    candidates = [SYSTEM_LOCK_DIR]
-    if runtime := os.environ.get("XDG_RUNTIME_DIR"):
-        candidates.append(Path(runtime) / "palhm")
-    candidates.append(Path("/tmp") / f"palhm-locks-{os.getuid()}")
-    for directory in candidates:
-        try:
-            directory.mkdir(
-                mode=0o700 if directory.parent == Path("/tmp") else 0o755, exist_ok=True
-            )
-        except OSError:
-            continue
-        if os.access(directory, os.W_OK) and _owned_if_shared(directory):
-            return directory
-    raise LockedError(f"no usable lock directory among {', '.join(map(str, candidates))}")
-
-
-def _owned_if_shared(directory: Path) -> bool:
-    """A directory in world-writable /tmp must be ours (no lock hijack by another user)."""
-    if directory.parent != Path("/tmp"):
-        return True
-    info = directory.lstat()
-    return not directory.is_symlink() and info.st_uid == os.getuid()
+    """run_dir()/locks: only palhm's user can write there (rundir.py). A lock in a
+    world-writable directory such as /run/lock could be created first by another
+    user (every S3 run then fails, "holder unknown"), removed, or replaced by a link."""
+    try:
+        return private_subdir(LOCKS)
+    except OSError as error:
+        raise LockedError(str(error)) from None
 
 
 def lock_path(identity: str) -> Path:
@@ -60,7 +47,7 @@ def lock_path(identity: str) -> Path:
 def hold_lock(path: Path, *, what: str, task_id: str) -> Iterator[None]:
     """Hold the lock file `path` for the block; LockedError at once when another
     process holds it, naming that process (pid, host, task, since)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -13,7 +13,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
+from palhm import aws
 from palhm.backends.s3_upload import GiB, MiB
+from palhm.errors import BackendError
 
 if TYPE_CHECKING:
     from palhm.backends.s3 import S3Backend
@@ -26,6 +28,10 @@ COPY_PART_SIZE: int = 512 * MiB
 MAX_COPY_PARTS: Final = 10_000
 MAX_COPY_PART_SIZE: Final = 5 * GiB
 COPY_THREADS: Final = 4
+# Headers a copy with MetadataDirective REPLACE would otherwise drop.
+KEPT_HEADERS: Final = (
+    "ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl",
+)  # fmt: skip
 
 
 def change_storage_class(backend: S3Backend, key: str, size: int, storage_class: str) -> None:
@@ -42,13 +48,29 @@ def _copy_in_place(backend: S3Backend, key: str, storage_class: str) -> None:
         "Bucket": backend.bucket,
         "Key": key,
         "CopySource": {"Bucket": backend.bucket, "Key": key},
-        "MetadataDirective": "COPY",
         "StorageClass": storage_class,
     }
     if backend.checksum:  # a fresh full-object checksum (a multipart one is per part)
         args["ChecksumAlgorithm"] = backend.checksum
-    with backend.errors(f"s3://{backend.bucket}/{key}", f"moving to {storage_class}"):
-        backend.client.copy_object(**args)
+    where = f"s3://{backend.bucket}/{key}"
+    try:
+        with backend.errors(where, f"moving to {storage_class}"):
+            backend.client.copy_object(**args, MetadataDirective="COPY")
+    except BackendError as error:
+        if error.__cause__ is None or aws.error_code(error.__cause__) != "InvalidRequest":
+            raise
+        # Some stores (SeaweedFS, s3rver) refuse a copy onto itself unless the metadata
+        # is replaced: replace it by itself, guarded by the ETag read with it.
+        with backend.errors(where, f"moving to {storage_class}"):
+            head = backend.client.head_object(Bucket=backend.bucket, Key=key)
+            kept = {name: head[name] for name in KEPT_HEADERS if head.get(name)}
+            backend.client.copy_object(
+                **args,
+                **kept,
+                MetadataDirective="REPLACE",
+                Metadata=head.get("Metadata", {}),
+                CopySourceIfMatch=head["ETag"],
+            )
 
 
 def copy_ranges(size: int) -> list[tuple[int, int]]:

@@ -28,9 +28,15 @@ two parts once a part alone exceeds that), whatever the object size. The objects
 one copy share a budget of 128 MiB in flight (`UploadBudget`; one part per object
 may exceed it so that every upload progresses).
 
-Checksums (SPEC C8): parts and single puts carry a CRC32 checksum that S3 verifies
-on arrival (`ChecksumAlgorithm`), unless botocore's request_checksum_calculation is
-"when_required" (AWS_REQUEST_CHECKSUM_CALCULATION), for stores that reject them.
+`equal-parts` (Cloudflare R2 wants every part but the last of one size): no growth,
+parts of `first_part_size` (alloc-size / 9,000 when announced), so an object holds at
+most 10,000 parts of that size; an announced size beyond that fails before the upload.
+
+Integrity (the `request-checksums` backend-param): every PUT and part carries either
+a CRC32 checksum (`ChecksumAlgorithm`, AWS) or a Content-MD5 header computed here
+(S3-compatible stores), which the store verifies on arrival. After each object, a
+HeadObject must report exactly the bytes streamed: a store that kept a checksum's
+aws-chunked framing inside the object, or truncated it, fails the run.
 
 Threads: one worker thread calls write/close/abort; part uploads run on a small
 private thread pool; the shared boto3 client is thread-safe.
@@ -38,7 +44,9 @@ private thread pool; the shared boto3 client is thread-safe.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -164,12 +172,33 @@ def first_part_size(
 
 
 def plan_parts(
-    part_size: int | None, alloc_size: int | None, limits: S3Limits = AWS_LIMITS
+    part_size: int | None,
+    alloc_size: int | None,
+    limits: S3Limits = AWS_LIMITS,
+    *,
+    equal: bool = False,
 ) -> PartSchedule:
-    """The schedule of one object from `part-size` and its alloc-size hint."""
+    """The schedule of one object from `part-size` and its alloc-size hint; `equal`:
+    every part the same size (no growth: at most max_parts x that size)."""
     first = first_part_size(part_size, alloc_size, limits)
+    if equal:
+        return PartSchedule(first, limits.max_parts, limits.max_parts, limits)
     expected = -(-alloc_size // first) if alloc_size else 0
     return PartSchedule.plan(first, expected_parts=expected, limits=limits)
+
+
+def check_announced_size(schedule: PartSchedule, alloc_size: int | None, where: str) -> None:
+    """Refuse, before anything is uploaded, an object announced larger than it can be."""
+    if not alloc_size:
+        return
+    limits = schedule.limits
+    room = min(schedule.capacity(), limits.max_object_size)
+    if alloc_size > room:
+        raise BackendError(
+            f"{where}: upload refused: alloc-size {alloc_size} bytes exceeds what one object"
+            f" can hold here ({room} bytes: at most {limits.max_parts} parts, S3 objects up to"
+            f" {limits.max_object_size} bytes)"
+        )
 
 
 class UploadBudget:
@@ -190,25 +219,49 @@ def in_flight_parts(part_size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class UploadTarget:
-    """Where an object goes and the arguments every write request carries."""
+    """Where an object goes and the arguments every write request carries.
+
+    `checksum`: the flexible checksum S3 verifies ("CRC32") or None; `content_md5`:
+    send Content-MD5 with every PUT and part instead (S3-compatible stores).
+    `on_multipart(key, upload_id)` is told each multipart upload as it starts, so that
+    a clean-up can abort it without listing uploads.
+    """
 
     client: Any
     bucket: str
     key: str
     storage_class: str | None = None
     checksum: str | None = "CRC32"
+    content_md5: bool = False
+    on_multipart: Callable[[str, str], None] | None = None
+    mismatch_hint: str = ""
 
     @property
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def put_args(self) -> dict[str, Any]:
+        """The object's arguments, shared by PutObject and CreateMultipartUpload."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
         if self.storage_class:
             args["StorageClass"] = self.storage_class
-        if self.checksum:
+        return args
+
+    def create_args(self) -> dict[str, Any]:
+        """CreateMultipartUpload's arguments: the object's, and the checksum its parts
+        will carry."""
+        args = self.put_args()
+        if self.checksum and not self.content_md5:
             args["ChecksumAlgorithm"] = self.checksum
         return args
+
+    def body_args(self, body: bytes | bytearray) -> dict[str, Any]:
+        """The integrity argument of one request body (PutObject, UploadPart)."""
+        if self.content_md5:
+            return {"ContentMD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+        if self.checksum:
+            return {"ChecksumAlgorithm": self.checksum}
+        return {}
 
 
 class S3ObjectSink(ObjectSink):
@@ -232,6 +285,11 @@ class S3ObjectSink(ObjectSink):
         self._finished = False
 
     @property
+    def upload_id(self) -> str | None:
+        """The multipart upload's id, None for a single PutObject."""
+        return self._upload_id
+
+    @property
     def part_sizes(self) -> list[int]:
         """Sizes of the parts sent so far ([size] for a single PutObject)."""
         return list(self._part_sizes)
@@ -252,6 +310,7 @@ class S3ObjectSink(ObjectSink):
                 self._put_single()
             else:
                 self._complete()
+            self._check_stored_size()
         except BaseException:
             self.abort()
             raise
@@ -279,9 +338,24 @@ class S3ObjectSink(ObjectSink):
 
     def _put_single(self) -> None:
         body, self._buffer = self._buffer, bytearray()
-        with _failure(self._target.location, "upload"):
-            self._target.client.put_object(Body=body, **self._target.put_args())
+        target = self._target
+        with _failure(target.location, "upload"):
+            target.client.put_object(Body=body, **target.put_args(), **target.body_args(body))
         self._part_sizes.append(len(body))
+
+    def _check_stored_size(self) -> None:
+        """The store must hold exactly the bytes streamed: a 200 alone proves nothing
+        (a store that does not understand aws-chunked bodies stores the framing)."""
+        target = self._target
+        with _failure(target.location, "upload (checking the stored size)"):
+            head = target.client.head_object(Bucket=target.bucket, Key=target.key)
+        stored = head.get("ContentLength")
+        if stored != self._size:
+            hint = f": {target.mismatch_hint}" if target.mismatch_hint else ""
+            raise BackendError(
+                f"{target.location}: upload failed: the store holds {stored} bytes but"
+                f" palhm sent {self._size}{hint}"
+            )
 
     # -- multipart ----------------------------------------------------------------------
 
@@ -292,7 +366,8 @@ class S3ObjectSink(ObjectSink):
             raise BackendError(
                 f"{self._target.location}: upload failed: the object exceeds S3's limit of"
                 f" {self._schedule.limits.max_parts} parts"
-                f" ({self._schedule.capacity()} bytes)"
+                f" ({self._schedule.capacity()} bytes with these part sizes; give the object"
+                " an alloc-size, or a larger part-size)"
             )
         if self._upload_id is None:
             self._start_multipart()
@@ -323,10 +398,12 @@ class S3ObjectSink(ObjectSink):
             self._budget.changed.notify_all()
 
     def _start_multipart(self) -> None:
-        args = self._target.put_args()
+        args = self._target.create_args()
         with _failure(self._target.location, "upload"):
             response = self._target.client.create_multipart_upload(**args)
         self._upload_id = response["UploadId"]
+        if self._target.on_multipart is not None:
+            self._target.on_multipart(self._target.key, self._upload_id)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -343,9 +420,8 @@ class S3ObjectSink(ObjectSink):
             "UploadId": self._upload_id,
             "PartNumber": part_number,
             "Body": body,
+            **self._target.body_args(body),
         }
-        if self._target.checksum:
-            args["ChecksumAlgorithm"] = self._target.checksum
         with _failure(self._target.location, f"upload of part {part_number}"):
             response = self._target.client.upload_part(**args)
         part = {"PartNumber": part_number, "ETag": response["ETag"]}

@@ -26,6 +26,16 @@ from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 HOOK_KEYS: Final = ("on-start", "on-success", "on-failure")
 _LIMIT_KEYS: Final = ("nb-copy-limit", "root-size-limit")
 _MODE_KEYS: Final = ("dmode", "fmode")
+_KEEP_KEYS: Final = tuple(
+    f"keep-{u}" for u in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+)
+# Bits a mode of palhm's copies may not have: setuid, setgid, sticky and "others may
+# write". A backup readable by root alone is the point; a world-writable one is not
+# a backup, and a setuid copy of /usr/bin/... would be a gift to local users.
+_UNSAFE_MODE_BITS: Final = 0o7002
+MAX_BLOCK_SIZE: Final = 64 << 20  # palhm allocates one block per running object
+NAME_MAX: Final = 255  # bytes in one file name (Linux, every common file system)
+PATH_MAX: Final = 4095  # bytes in a whole path
 
 
 Node = TypeVar("Node", bound=Hashable)
@@ -43,6 +53,11 @@ def logic_issues(merged: Merged) -> list[Issue]:
     """Every logic problem of the merged config."""
     context = _Context(list(merged.exec_ids), list(merged.task_ids), merged.module_names)
     issues = list(_module_issues(merged))
+    for entry in [*merged.execs, *merged.tasks]:
+        issues.extend(_nul_issues(entry.file, entry.path, entry.data))
+    if merged.boot_report is not None:
+        for section in merged.boot_report.sections:
+            issues.extend(_nul_issues(section.file, section.path, section.data))
     for entry in merged.execs:
         issues.extend(_command_issues(entry.file, entry.path, entry.data))
     for entry in merged.tasks:
@@ -114,10 +129,39 @@ def _module_issues(merged: Merged) -> Iterator[Issue]:
 
 
 def _command_issues(file: str, path: JsonPath, command: dict[str, Any]) -> Iterator[Issue]:
-    """An exec definition or exec-inline stage: its `ec` and `timeout`."""
+    """An exec definition or exec-inline stage: its `ec`, `timeout`, argv and env."""
     if _is_int_or_str(command.get("ec")):
         yield from _parsed(file, (*path, "ec"), command["ec"], ExitCodeSpec.parse)
     yield from _finite(file, path, command, "timeout")
+    yield from _argv_env_issues(file, path, command)
+
+
+def _nul_issues(file: str, path: JsonPath, value: Any) -> Iterator[Issue]:
+    """A NUL character anywhere (argv, env, root, URL, address ...): no program
+    argument, environment entry or file name can hold one. Object paths and env
+    names say so in their own checks."""
+    if isinstance(value, str):
+        if "\0" in value and path[-1:] != ("path",):
+            yield Issue(file, path, "a NUL character cannot be passed to a program or a file name")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_issues(file, (*path, i), item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul_issues(file, (*path, key), item)
+
+
+def _argv_env_issues(file: str, path: JsonPath, command: dict[str, Any]) -> Iterator[Issue]:
+    """An environment name execve() cannot take: empty, or holding '=' (it would be
+    read back as another variable) or NUL."""
+    for name in _dict(command.get("env")):
+        if "\0" in name or "=" in name or not name:
+            yield Issue(
+                file,
+                (*path, "env", name),
+                f"{_json(name)} is not an environment variable name"
+                " (expected a non-empty name without '=' or NUL)",
+            )
 
 
 def _stage_issues(file: str, path: JsonPath, stage: Any, context: _Context) -> Iterator[Issue]:
@@ -130,6 +174,7 @@ def _stage_issues(file: str, path: JsonPath, stage: Any, context: _Context) -> I
             file, (*path, "exec-id"), stage.get("exec-id"), "exec", context.exec_ids
         )
         yield from _finite(file, path, stage, "timeout")
+        yield from _argv_env_issues(file, path, stage)
     elif kind == "exec-inline":
         yield from _command_issues(file, path, stage)
     elif kind == "task":
@@ -203,6 +248,54 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
     for key in _MODE_KEYS:
         if _is_int_or_str(params.get(key)):
             yield from _parsed(file, (*path, key), params[key], parse_mode)
+            yield from _mode_safety(file, (*path, key), params[key])
+    yield from _root_issues(file, (*path, "root"), params.get("root"))
+    size = params.get("block-size")
+    if isinstance(size, int) and not isinstance(size, bool) and size > MAX_BLOCK_SIZE:
+        yield Issue(
+            file,
+            (*path, "block-size"),
+            f"expected at most {MAX_BLOCK_SIZE} bytes (64 MiB), found {size}",
+        )
+    keeps = {k: params[k] for k in _KEEP_KEYS if isinstance(params.get(k), int)}
+    if keeps and not any(keeps.values()):
+        first = next(iter(keeps))
+        yield Issue(
+            file,
+            (*path, first),
+            f"{', '.join(f'{k}: 0' for k in keeps)} keeps nothing: as in restic, 0 means the"
+            " rule is unset; give at least 1, or remove the keep-* keys to keep every copy"
+            " within nb-copy-limit and root-size-limit",
+        )
+
+
+def _mode_safety(file: str, path: JsonPath, raw: Any) -> Iterator[Issue]:
+    try:
+        mode = parse_mode(raw)
+    except ValueError:
+        return  # reported by _parsed
+    if mode & _UNSAFE_MODE_BITS:
+        yield Issue(
+            file,
+            path,
+            f"mode {mode:04o} is unsafe for a backup: setuid, setgid, sticky and"
+            ' world-writable bits are refused (expected a mode such as "640")',
+        )
+
+
+def _root_issues(file: str, path: JsonPath, root: Any) -> Iterator[Issue]:
+    if isinstance(root, str) and "\0" not in root and (too_long := _long_name(root)):
+        yield Issue(file, path, too_long)
+
+
+def _long_name(path: str) -> str | None:
+    """Why a path is too long for the file system, or None."""
+    if len(path.encode()) > PATH_MAX:
+        return f"longer than {PATH_MAX} bytes"
+    for part in path.split("/"):
+        if len(part.encode()) > NAME_MAX:
+            return f"the name '{part[:20]}...' is longer than {NAME_MAX} bytes"
+    return None
 
 
 def _group_issues(file: str, task_path: JsonPath, groups: list[Any]) -> Iterator[Issue]:
@@ -276,13 +369,30 @@ def _object_path_issues(
     except ValueError as error:
         yield Issue(file, (*path, "path"), str(error))
         return
+    if too_long := _long_name(normal):
+        yield Issue(file, (*path, "path"), too_long)
+        return
     if normal in seen:
         first = format_path((*path[:-1], seen[normal]))
         yield Issue(
             file, (*path, "path"), f"duplicate object path '{normal}' (first used at '{first}')"
         )
-    else:
-        seen[normal] = index
+        return
+    # `a` and `a/b` cannot both exist: one is a file, the other needs a directory there
+    parts = normal.split("/")
+    clashes = ["/".join(parts[:n]) for n in range(1, len(parts))]
+    clashes += [other for other in seen if other.startswith(normal + "/")]
+    for other in clashes:
+        if other in seen:
+            first = format_path((*path[:-1], seen[other]))
+            yield Issue(
+                file,
+                (*path, "path"),
+                f"object path '{normal}' clashes with '{other}' (at '{first}'): a file"
+                " cannot also be a directory",
+            )
+            return
+    seen[normal] = index
 
 
 # --------------------------------------------------------------------------- cycles

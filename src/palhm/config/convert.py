@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from palhm.backends.base import MANIFEST_NAME
+from palhm.backends.base import RESERVED_NAMES
 from palhm.values import Limit
 
 
@@ -32,6 +32,9 @@ def normalise_object_path(raw: str) -> str:
     components, no `..`. `x`, `./x` and `x//` all give `x`."""
     if "\0" in raw:
         raise ValueError("an object path cannot contain a NUL character")
+    if not raw.isprintable():
+        # a newline would forge lines in `verify` and `list` output and in mails
+        raise ValueError(f"{raw!r} contains a control character (newline, tab ...)")
     if raw.startswith("/"):
         raise ValueError(f"'{raw}' is absolute (expected a path relative to the copy)")
     parts = raw.split("/")
@@ -40,9 +43,10 @@ def normalise_object_path(raw: str) -> str:
     kept = [part for part in parts if part not in ("", ".")]
     if not kept:
         raise ValueError(f"'{raw}' names no file (expected a relative file path)")
-    if kept == [MANIFEST_NAME]:
+    normal = "/".join(kept)
+    if normal in RESERVED_NAMES:
         raise ValueError(f"'{raw}' is reserved for the copy's manifest")
-    return "/".join(kept)
+    return normal
 
 
 def snake(key: str) -> str:

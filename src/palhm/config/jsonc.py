@@ -25,6 +25,9 @@ _TOKEN_WORDS: Final = {
     "hexadecimal character": "a hexadecimal digit",
 }
 _EXTRA_DATA: Final = "Extra data"
+# A number written with a leading zero (0640): JSON has no octal numbers.
+_LEADING_ZERO: Final = re.compile(r"(?<![\w.\"'])-?0[0-9]+(?![\w.])")
+_OCTAL_HINT: Final = ' (JSON numbers cannot start with 0; write modes as strings: "0640")'
 
 
 class JsoncSyntaxError(ValueError):
@@ -56,7 +59,19 @@ def _syntax_error(text: str, error: Exception) -> JsoncSyntaxError:
         offset = _skip_space(text, offset)  # pyjson5 points just after the document
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return JsoncSyntaxError(line, column, _reason(raw))
+    reason = _reason(raw)
+    if _leading_zero_at(text, offset):
+        reason += _OCTAL_HINT
+    return JsoncSyntaxError(line, column, reason)
+
+
+def _leading_zero_at(text: str, offset: int) -> bool:
+    """Whether the error sits in or right after a number such as 0640."""
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    line = text[start : len(text) if end < 0 else end]
+    column = offset - start
+    return any(m.start() <= column <= m.end() for m in _LEADING_ZERO.finditer(line))
 
 
 def _offset(raw: str, *, extra_data: bool) -> int:

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+from palhm.config.duplicates import duplicate_keys
 from palhm.config.jsonc import JsoncSyntaxError, parse_jsonc
 from palhm.config.problems import Issue
 
 BUILTIN_SCHEME: Final = "builtin:"
 DATA_DIR: Final = Path(__file__).resolve().parent.parent / "data"
 _CONFIG_SUFFIXES: Final = (".json", ".jsonc", ".conf")
+MAX_INCLUDE_DEPTH: Final = 32  # files in one chain of includes
 
 _Via: TypeAlias = tuple[str, int] | None
 
@@ -154,6 +157,14 @@ class _Walker:
             self._issue(parent.name, ("include", index), f"no packaged config '{include}'")
             self.loaded.complete = False
             return
+        if len(chain) >= MAX_INCLUDE_DEPTH:
+            self._issue(
+                parent.name,
+                ("include", index),
+                f"includes nested more than {MAX_INCLUDE_DEPTH} files deep",
+            )
+            self.loaded.complete = False
+            return
         real = child.real
         reals = [r for r, _ in chain]
         if real in reals:
@@ -189,7 +200,7 @@ class _Walker:
         try:
             document = parse_jsonc(text)
         except JsoncSyntaxError as error:
-            self._issue(name, (), str(error))
+            self._issue(name, (), _yaml_message(text) or str(error))
             self.loaded.complete = False
             return None
         if not isinstance(document, dict):
@@ -197,10 +208,32 @@ class _Walker:
             self._issue(name, (), f"expected a JSON object at the top level, found {found}")
             self.loaded.complete = False
             return None
+        for path, key in duplicate_keys(text):
+            self._issue(name, (*path, key), "key written twice in one object (which one wins?)")
         return document
 
     def _issue(self, file: str, path: tuple[str | int, ...], message: str) -> None:
         self.loaded.issues.append(Issue(file, path, message))
+
+
+_YAML_LINE: Final = re.compile(r"---\s*$|%YAML|[A-Za-z_][\w-]*:(\s|$)|- ")
+
+
+def _yaml_message(text: str) -> str:
+    """The message for a file that is not JSON but starts like YAML (`key: value`,
+    `---`), else ""."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _YAML_LINE.match(stripped):
+            return (
+                "this looks like YAML, but palhm reads JSON with comments (JSONC):"
+                " convert it, e.g. with python3 -c 'import json, sys, yaml;"
+                " json.dump(yaml.safe_load(sys.stdin), sys.stdout, indent=2)'"
+            )
+        return ""
+    return ""
 
 
 def _includes(document: dict[str, Any]) -> list[tuple[int, str]]:

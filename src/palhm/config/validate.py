@@ -144,10 +144,70 @@ def _messages(error: Any) -> list[str]:
 def _unknown_keys(instance: dict[str, Any], schema_node: dict[str, Any]) -> list[str]:
     allowed = list(schema_node.get("properties", {}))
     return [
-        f"unknown key '{key}'" + did_you_mean(key, allowed)
+        f"unknown key '{key}'" + (_belongs(key, allowed) or did_you_mean(key, allowed))
         for key in instance
         if key not in allowed
     ]
+
+
+# Where the keys of each schema definition are written, in the words of doc/config.md.
+_PLACES: Final = {
+    "": "the top level",
+    "exec": "an exec (execs[])",
+    "stage-exec-inline": "a pipeline stage or routine item",
+    "stage-exec-append": "a pipeline stage or routine item",
+    "stage-exec": "a pipeline stage or routine item",
+    "backup-task": "a backup task",
+    "routine-task": "a routine task",
+    "backup-object": "an object (objects[])",
+    "object-group": "an object group (object-groups[])",
+    "backend-param-common": "backend-param",
+    "localfs-param": "backend-param",
+    "aws-s3-param": "backend-param",
+    "prefix-timed": "backend-param.prefix",
+    "hook-ping": "a hook (on-start, on-success, on-failure)",
+    "hook-mail": "a hook (on-start, on-success, on-failure)",
+    "boot-report": "boot-report",
+    "mua-param-mailx": "mua-param",
+    "mua-param-smtp": "mua-param",
+    "mua-param-aws-sns": "mua-param",
+    "metrics": "metrics",
+    "sigmask-action": "a sigmask param",
+}
+
+
+@functools.cache
+def _place_of(allowed: tuple[str, ...]) -> str | None:
+    root = schema()
+    for name, node in [("", root), *root.get("definitions", {}).items()]:
+        if isinstance(node, dict) and tuple(node.get("properties", {})) == allowed:
+            return _PLACES.get(name)
+    return None
+
+
+@functools.cache
+def _key_places() -> dict[str, tuple[str, ...]]:
+    """key -> the places (in _PLACES words) whose definition allows it."""
+    root = schema()
+    nodes = [("", root), *root.get("definitions", {}).items()]
+    found: dict[str, dict[str, None]] = {}
+    for name, node in nodes:
+        place = _PLACES.get(name)
+        if place is None or not isinstance(node, dict):
+            continue
+        for key in node.get("properties", {}):
+            found.setdefault(key, {})[place] = None
+    return {key: tuple(places) for key, places in found.items()}
+
+
+def _belongs(key: str, allowed: list[str]) -> str:
+    """` here (it belongs in backend-param)` when `key` is allowed at another level,
+    else `` (also when it is allowed at this level for another type or backend)."""
+    here = _place_of(tuple(allowed))
+    places = [p for p in _key_places().get(key, ()) if p != here]
+    if not places:
+        return ""
+    return f" here (it belongs in {' or '.join(places[:3])})"
 
 
 def _type_message(value: Any, instance: Any) -> str:

@@ -14,6 +14,9 @@ from palhm.mua.base import Mua
 log = logging.getLogger(__name__)
 
 DEFAULT_EXEC: Final = "/usr/bin/mailx"
+# Tried on PATH when DEFAULT_EXEC does not exist: Debian's s-nail installs only
+# /usr/bin/s-nail, and other mailx packages only a `mail` command.
+FALLBACK_PROGRAMS: Final = ("mailx", "s-nail", "mail")
 # mailx talks to an MTA or SMTP server; a dead server must not hang the boot forever.
 SEND_TIMEOUT: Final = 300.0
 # How many trailing stderr lines of a failed mailx go into the error message.
@@ -33,7 +36,7 @@ class MailxMua(Mua):
 
     def argv(self, *, subject: str, recipients: Sequence[str]) -> list[str]:
         """The command line for one message (options before the subject, as PALHM did)."""
-        argv = [str(self.params.get("exec") or DEFAULT_EXEC)]
+        argv = [find_exec(self.params.get("exec"))]
         for option in self.params.get("int_opts") or ():
             argv += ["-S", str(option)]
         return [*argv, "-s", subject, *recipients]
@@ -70,3 +73,20 @@ def _failure_message(program: str, status: int, stderr: str) -> str:
     if len(lines) <= 1:
         return f"mailx: {program} {outcome}: {lines[0] if lines else '(nothing on stderr)'}"
     return f"mailx: {program} {outcome}:\n" + "\n".join(f"  | {line}" for line in lines)
+
+
+def find_exec(configured: object) -> str:
+    """The mailx program to run: `exec` as configured, except that the default
+    /usr/bin/mailx, when this host does not have it, is looked up on PATH as mailx,
+    s-nail or mail (the first found; the default itself when none is)."""
+    import os
+    import shutil
+
+    program = str(configured or DEFAULT_EXEC)
+    if program != DEFAULT_EXEC or os.path.exists(program):
+        return program
+    for name in FALLBACK_PROGRAMS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return program

@@ -190,6 +190,9 @@ def test_aws_s3_backend_param(tmp_path: Path) -> None:
         "root": "/r/",
         "endpoint_url": "http://127.0.0.1:5000",
         "part_size": 8 << 20,
+        "equal_parts": False,
+        "request_checksums": "auto",
+        "conditional_writes": "auto",
     }
     assert (built.objects, built.prefix, built.checksum) == ((), model.PrefixSpec(), "none")
 

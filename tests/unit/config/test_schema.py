@@ -158,7 +158,8 @@ def test_stage_errors_come_from_the_stage_type_not_a_oneof_dump(tmp_path: Path) 
         {"execs": [{"id": "x", "argv": ["x"]}], "tasks": [routine("r", stage)]},
     )
     assert problems(path) == [
-        f"{path}: at 'tasks[0].routine[0]': unknown key 'ec'",
+        f"{path}: at 'tasks[0].routine[0]': unknown key 'ec' here"
+        " (it belongs in an exec (execs[]))",
         f"{path}: at 'tasks[0].routine[0].argv': expected a list, found a string ('-l')",
     ]
 
