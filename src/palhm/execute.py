@@ -981,9 +981,13 @@ def _pipe_holders(inode: int) -> list[int]:
     """Pids of the processes (that palhm may look at) holding the write end of pipe
     `inode` open. palhm itself closed its copy when it started the last stage."""
     me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: nothing can be found, nothing is killed
+        return []
     return [
         int(entry)
-        for entry in os.listdir("/proc")
+        for entry in entries
         if entry.isdigit() and int(entry) != me and _holds(int(entry), inode)
     ]
 

@@ -152,8 +152,11 @@ DETACHED = """
 import subprocess, sys
 sys.stdout.write("hi\\n"); sys.stdout.flush()
 late = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); "
-late += "time.sleep(float(sys.argv[2])); sys.stdout.write('late\\\\n'); sys.stdout.flush()"
-# a new session: out of reach of palhm's process group, still holding stdout
+late += "end = time.monotonic() + 120\\n"
+late += "while not os.path.exists(sys.argv[2]) and time.monotonic() < end: time.sleep(0.05)\\n"
+late += "sys.stdout.write('late\\\\n'); sys.stdout.flush()"
+# a new session: out of reach of palhm's process group, still holding stdout; it
+# writes 'late' once the file argv[2] exists (the test makes it after palhm's run)
 subprocess.Popen([sys.executable, "-c", late, sys.argv[1], sys.argv[2]], start_new_session=True)
 """
 
@@ -170,15 +173,13 @@ def process_gone(pid: int) -> bool:
 def test_detached_process_holding_the_output_is_killed_and_never_writes_the_copy(
     tmp_path: Path, checksum: str
 ) -> None:
-    pid_file = tmp_path / "pid"
-    late_after = 6.0  # s: well after palhm's grace (2 s)
+    pid_file, go = tmp_path / "pid", tmp_path / "write-late"
     config = backup_config(
         tmp_path / "c.json",
         tmp_path / "root",
-        [obj("out", python_stage(DETACHED, str(pid_file), str(late_after)))],
+        [obj("out", python_stage(DETACHED, str(pid_file), str(go)))],
         checksum=checksum,
     )
-    started = time.monotonic()
     done = run_palhm(["-f", str(config), "run", TASK], timeout=60)
     assert done.returncode == 0, done.stderr
     pid = int(pid_file.read_text())
@@ -188,8 +189,8 @@ def test_detached_process_holding_the_output_is_killed_and_never_writes_the_copy
     stored = tmp_path / "root" / prefix / "out"
     assert stored.read_bytes() == b"hi\n"
     before = stored.stat()
-    # past the moment the detached process would have written: the copy is unchanged
-    time.sleep(max(0.0, late_after + 1 - (time.monotonic() - started)))
+    go.touch()  # the moment the detached process would write, had it survived
+    time.sleep(1)
     assert stored.read_bytes() == b"hi\n"
     assert stored.stat().st_mtime_ns == before.st_mtime_ns
     record = manifest_of(tmp_path / "root", prefix)["objects"][0]
@@ -251,7 +252,7 @@ def test_detached_process_holding_a_middle_pipe_is_killed_and_the_next_stage_end
     config = backup_config(
         tmp_path / "c.json",
         tmp_path / "root",
-        [obj("out", python_stage(DETACHED, str(pid_file), "60"), inline("cat"))],
+        [obj("out", python_stage(DETACHED, str(pid_file), str(tmp_path / "never")), inline("cat"))],
         backend=backend,
     )
     done = run_palhm(["-f", str(config), "run", TASK], timeout=60)

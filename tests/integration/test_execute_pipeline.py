@@ -322,3 +322,26 @@ def test_exits_are_seen_without_pidfd_support(
     assert error.outcome == outcome
     result = pipe([ex(*SEQ), ex("cat")], MemorySink(), hasher=hashlib.sha256())
     assert result.size == len(expected_seq_bytes())
+
+
+def test_without_checksum_a_file_sink_is_spliced_into_never_given_to_the_stage(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "object"
+    sink = FileSink(target)
+    result = pipe([ex(*SEQ[:1], "1", "3")], sink)
+    assert sink.writes == 0  # spliced by palhm, not written through write()
+    assert target.read_bytes() == b"1\n2\n3\n" and result.size == 6
+    probe = "import os, sys; sys.stdout.write(os.readlink('/proc/self/fd/1'))"
+    pipe([py(probe)], FileSink(target))
+    assert target.read_text().startswith("pipe:[")  # the stage's stdout is palhm's pipe
+
+
+def test_a_sink_reporting_another_size_than_it_was_given_fails_the_object() -> None:
+    class Lying(MemorySink):
+        def close(self) -> int:
+            return len(self.data) + 1
+
+    sink = Lying()
+    with pytest.raises(BackendError, match="reports 7 bytes stored, 6 were written"):
+        pipe([ex(*SEQ[:1], "1", "3")], sink, hasher=hashlib.sha256())
