@@ -248,3 +248,49 @@ def test_null_backend_discards_data_and_keeps_no_copy() -> None:
     assert backend.read_manifest(NEW) is None
     with pytest.raises(BackendError), backend.open_object_reader(NEW, "a"):
         pass
+
+
+def test_a_copy_of_another_task_on_the_same_root_is_never_this_tasks(
+    backend_factory: BackendFactory,
+) -> None:
+    make_copy(backend_factory("t"), OLD, {"a": b"mine"})  # final_manifest names task "t"
+    other = backend_factory("u")
+    (copy,) = other.list_copies()
+    assert (copy.state, copy.task, copy.counted) == ("other-task", "t", False)
+    with pytest.raises(BackendError, match="not a copy of this task"):
+        other.remove_copy(copy)
+    (own,) = backend_factory("t").list_copies()
+    assert (own.state, own.task) == ("complete", "t")
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b"\x00\xff garbage", b'{"state": "complete"}', b"{", b"[]"]
+)
+def test_a_manifest_overwritten_with_garbage_makes_a_damaged_copy_never_removed(
+    backend_factory: BackendFactory, raw_put: RawPut, damage: bytes
+) -> None:
+    backend = backend_factory("t")
+    make_copy(backend, OLD, {"a": b"1"})
+    make_copy(backend, NEW, {"a": b"2"})
+    raw_put(f"{NEW}/.palhm-manifest.json", damage)  # behind palhm's back: no metadata
+    copies = by_prefix(backend.list_copies())
+    assert (copies[NEW].state, copies[NEW].counted) == ("damaged", False)
+    assert copies[NEW].problem
+    assert copies[OLD].state == "complete"
+    with pytest.raises(BackendError, match="not a copy of this task"):
+        backend.remove_copy(copies[NEW])
+    assert read_object(backend, NEW, "a") == b"2"
+
+
+@pytest.mark.parametrize("task_id", ["t", "u"])
+def test_a_final_manifest_put_by_other_means_is_judged_by_its_body(
+    backend_factory: BackendFactory, raw_put: RawPut, task_id: str
+) -> None:
+    """As a copy restored with a tool that drops S3 metadata: its body names the task."""
+    make_copy(backend_factory("t"), OLD, {"a": b"1"})
+    raw_put(f"{OLD}/.palhm-manifest.json", final_manifest(OLD))
+    (copy,) = backend_factory(task_id).list_copies()
+    assert (copy.state, copy.task) == ("complete" if task_id == "t" else "other-task", "t")
+    raw_put(f"{OLD}/.palhm-manifest.json", final_manifest(NEW))  # another copy's manifest
+    (copy,) = backend_factory(task_id).list_copies()
+    assert copy.state == "damaged" and NEW in copy.problem

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -450,16 +449,30 @@ def test_second_run_on_the_same_root_is_locked_out(s3_backend_factory: Factory) 
             pass  # another root is another lock
 
 
-def test_manifest_without_palhm_metadata_falls_back_to_its_state_field(
+def test_manifest_without_palhm_metadata_is_judged_by_its_body(
     backend: S3Backend, s3_bucket: str, s3_client: Any
 ) -> None:
-    for prefix, state in ((OLD, "complete"), (NEW, "building")):
+    final = encode_manifest(Manifest("t1", OLD, WHEN, WHEN, host="test-host"))
+    for prefix, data in ((OLD, final), (MIDDLE, b'{"state": "building"}'), (NEW, BUILDING)):
         s3_client.put_object(  # as a copy restored with a tool that drops metadata
-            Bucket=s3_bucket,
-            Key=f"palhm/root/{prefix}/{MANIFEST_NAME}",
-            Body=json.dumps({"state": state}).encode(),
+            Bucket=s3_bucket, Key=f"palhm/root/{prefix}/{MANIFEST_NAME}", Body=data
         )
-    assert [c.state for c in backend.list_copies()] == ["complete", "incomplete"]
+    # palhm cannot tell whose the unfinished ones are: damaged, never removed
+    assert [c.state for c in backend.list_copies()] == ["complete", "damaged", "damaged"]
+
+
+def test_the_manifest_metadata_records_the_task_and_spares_reading_the_body(
+    s3_backend_factory: Factory, s3_bucket: str, s3_client: Any
+) -> None:
+    backend = s3_backend_factory(task_id="t\u00e9/\u00fc x")
+    writer = backend.begin_copy(NEW, building_manifest=BUILDING)
+    writer.commit(FINAL)  # the body names task "t": the metadata is what is read
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"palhm/root/{NEW}/{MANIFEST_NAME}")
+    assert head["Metadata"]["palhm-task"] == "t%C3%A9%2F%C3%BC%20x"
+    (copy,) = backend.list_copies()
+    assert (copy.state, copy.task) == ("complete", "t\u00e9/\u00fc x")
+    (copy,) = s3_backend_factory(task_id="t").list_copies()
+    assert (copy.state, copy.task) == ("other-task", "t\u00e9/\u00fc x")
 
 
 def test_incomplete_copy_another_host_started_recently_is_not_removed(

@@ -23,6 +23,7 @@ called from the main thread only.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar, Literal
 
 from palhm.errors import BackendError
+from palhm.manifest import parse_manifest
 
 MANIFEST_NAME = ".palhm-manifest.json"
 MANIFEST_TMP = MANIFEST_NAME + ".tmp"  # localfs writes the manifest through it
@@ -44,6 +46,35 @@ its copies, no manifest at all (counted as a copy); incomplete: staging/building
 file ...): reported, never counted, never removed by rotation; other-task: a complete
 copy whose manifest names another task sharing the root: invisible to this task's
 rotation, `latest` and totals, and never removed by it."""
+
+
+REMOVABLE_STATES: frozenset[CopyState] = frozenset({"complete", "legacy", "incomplete"})
+"""The states of copies a task may remove: never damaged or other-task ones."""
+
+
+def warn_damaged(copies: list[CopyInfo], log: logging.Logger) -> None:
+    """One warning per damaged copy, at every listing."""
+    for copy in copies:
+        if copy.state == "damaged":
+            log.warning("copy %s is damaged: %s", copy.location, copy.problem)
+
+
+def judge_manifest(data: bytes, name: str, task_id: str) -> tuple[CopyState, str | None, str]:
+    """(state, task it names, problem) of a committed copy named `name` whose manifest
+    holds `data`, seen by task `task_id`: the one judgement every backend makes.
+    Unreadable, not final, or that of another copy: damaged (never counted or
+    removed); another task's: other-task."""
+    try:
+        manifest = parse_manifest(data)
+    except ValueError as error:
+        return "damaged", None, f"{MANIFEST_NAME}: {error}"
+    if manifest.state != "complete":
+        return "damaged", manifest.task, f"{MANIFEST_NAME} is in state '{manifest.state}'"
+    if manifest.prefix != name:
+        return "damaged", manifest.task, f"{MANIFEST_NAME} is that of copy {manifest.prefix}"
+    if manifest.task != task_id:
+        return "other-task", manifest.task, ""
+    return "complete", manifest.task, ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,15 +60,17 @@ from palhm.backends import _fsutil as fsutil
 from palhm.backends.base import (
     MANIFEST_NAME,
     MANIFEST_TMP,
+    REMOVABLE_STATES,
     RESERVED_NAMES,
     Backend,
     CopyInfo,
     CopyState,
     CopyWriter,
     ObjectSink,
+    judge_manifest,
+    warn_damaged,
 )
 from palhm.errors import BackendError, CollisionError, LockedError
-from palhm.manifest import parse_manifest
 from palhm.prefix import is_original_name, is_prefix, sort_by_prefix
 
 log = logging.getLogger(__name__)
@@ -199,9 +201,7 @@ class LocalfsBackend(Backend):
         except OSError as error:
             raise BackendError(f"cannot list {self.root}: {_reason(error)}") from None
         copies = [c for c in found if c is not None]
-        for copy in copies:
-            if copy.state == "damaged":
-                log.warning("copy %s is damaged: %s", copy.location, copy.problem)
+        warn_damaged(copies, log)
         return sort_by_prefix(copies, lambda c: c.prefix)
 
     def _copy_info(self, root_fd: int, name: str) -> CopyInfo | None:
@@ -241,17 +241,7 @@ class LocalfsBackend(Backend):
             return ("legacy", None, "") if is_original_name(name) else (None, None, "")
         except (OSError, ValueError) as error:
             return "damaged", None, f"cannot read {MANIFEST_NAME}: {_reason(error)}"
-        try:
-            manifest = parse_manifest(data)
-        except ValueError as error:
-            return "damaged", None, f"{MANIFEST_NAME}: {error}"
-        if manifest.state != "complete":
-            return "damaged", manifest.task, f"{MANIFEST_NAME} is in state '{manifest.state}'"
-        if manifest.prefix != name:
-            return "damaged", manifest.task, f"{MANIFEST_NAME} is that of copy {manifest.prefix}"
-        if manifest.task != self.task_id:
-            return "other-task", manifest.task, ""
-        return "complete", manifest.task, ""
+        return judge_manifest(data, name, self.task_id)
 
     # -- copies --------------------------------------------------------------------
 
@@ -296,7 +286,7 @@ class LocalfsBackend(Backend):
         if (
             Path(copy.location).parent != self.root
             or _classify(name)[0] != copy.prefix
-            or copy.state not in ("complete", "legacy", "incomplete")
+            or copy.state not in REMOVABLE_STATES
         ):
             raise BackendError(f"refusing to remove {copy.location}: not a copy of this task")
         try:

@@ -55,17 +55,20 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from palhm import aws, faults
 from palhm.backends import s3_transition
 from palhm.backends.base import (
     MANIFEST_NAME,
+    REMOVABLE_STATES,
     Backend,
     CopyInfo,
     CopyState,
     CopyWriter,
     ObjectSink,
+    judge_manifest,
+    warn_damaged,
 )
 from palhm.backends.s3_lock import hold_lock, lock_path
 from palhm.backends.s3_reader import S3BodyReader
@@ -89,6 +92,7 @@ DELETE_BATCH: Final = 1000  # DeleteObjects accepts at most 1,000 keys (moto acc
 STATE_KEY: Final = "palhm-state"  # manifest metadata: building | complete | removing
 HOST_KEY: Final = "palhm-host"  # manifest metadata: the host that wrote it
 RUN_KEY: Final = "palhm-run"  # manifest metadata: the run that began the copy
+TASK_KEY: Final = "palhm-task"  # manifest metadata: its task's id, percent-encoded (ASCII)
 UPLOADS_FIELD: Final = "s3-multipart-uploads"  # building manifest: [{key, upload-id}]
 CHECKSUM_MODES: Final = ("auto", "crc32", "md5", "off")
 CONDITIONAL_MODES: Final = ("auto", "on", "off")
@@ -250,23 +254,37 @@ class S3Backend(Backend):
                 listing.size += entry["Size"]
                 listing.nb_objects += 1
         with ThreadPoolExecutor(STATE_THREADS, thread_name_prefix="palhm-s3-state") as pool:
-            states = pool.map(lambda item: self._state(*item), found.items())
-            copies = [
-                CopyInfo(name, state, listing.size, listing.nb_objects, self.location(name))
-                for (name, listing), state in zip(found.items(), states, strict=True)
-            ]
+            copies = list(pool.map(lambda item: self._copy_info(*item), found.items()))
+        warn_damaged(copies, log)
         return sort_by_prefix(copies, lambda copy: copy.prefix)
 
-    def _state(self, prefix: str, listing: _Listing) -> CopyState:
+    def _copy_info(self, prefix: str, listing: _Listing) -> CopyInfo:
+        state, task, problem = self._state(prefix, listing)
+        location = self.location(prefix)
+        return CopyInfo(prefix, state, listing.size, listing.nb_objects, location, task, problem)
+
+    def _state(self, prefix: str, listing: _Listing) -> tuple[CopyState, str | None, str]:
+        """(state, task, problem) as localfs judges them: one HEAD when the manifest's
+        metadata says enough, its body read otherwise (a manifest written by other
+        means, or by a palhm that did not record the task)."""
         if not listing.has_manifest:
-            return "legacy"
+            return "legacy", None, ""
         manifest_key = self.key(prefix, MANIFEST_NAME)
         with self.errors(f"s3://{self.bucket}/{manifest_key}", "reading the state"):
             head = self.client.head_object(Bucket=self.bucket, Key=manifest_key)
-        state = head.get("Metadata", {}).get(STATE_KEY)
-        if state is None:  # manifest written by other means: read its own "state"
-            state = _manifest_state(self.read_manifest(prefix))
-        return "complete" if state == "complete" else "incomplete"
+        metadata = head.get("Metadata", {})
+        state = metadata.get(STATE_KEY)
+        task = unquote(metadata[TASK_KEY]) if TASK_KEY in metadata else None
+        if state in ("building", "removing"):
+            return "incomplete", task, ""
+        if state == "complete" and task is not None:
+            if not head.get("ContentLength"):
+                return "damaged", task, f"{MANIFEST_NAME} is empty"
+            return ("complete" if task == self.task_id else "other-task"), task, ""
+        data = self.read_manifest(prefix)
+        if data is None:
+            return "damaged", None, f"{MANIFEST_NAME} disappeared while it was listed"
+        return judge_manifest(data, prefix, self.task_id)
 
     def iter_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         start = len(self.key(prefix))
@@ -369,7 +387,12 @@ class S3Backend(Backend):
             "Key": self.key(prefix, MANIFEST_NAME),
             "Body": body,
             "ContentType": "application/json",
-            "Metadata": {STATE_KEY: state, HOST_KEY: socket.gethostname(), RUN_KEY: self._run_id},
+            "Metadata": {
+                STATE_KEY: state,
+                HOST_KEY: socket.gethostname(),
+                RUN_KEY: self._run_id,
+                TASK_KEY: quote(self.task_id, safe=""),
+            },
         }
         if self.checksum_mode == "md5":
             args["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
@@ -397,6 +420,8 @@ class S3Backend(Backend):
             raise BackendError(f"{where}: the manifest read back is unreadable: {error}") from None
 
     def remove_copy(self, copy: CopyInfo) -> None:
+        if copy.state not in REMOVABLE_STATES or copy.location != self.location(copy.prefix):
+            raise BackendError(f"refusing to remove {copy.location}: not a copy of this task")
         if copy.state == "incomplete":
             self._refuse_foreign_build(copy.prefix)
             self.delete_prefix(copy.prefix)
@@ -674,17 +699,6 @@ class _RecordingSink(S3ObjectSink):
         if self.upload_id is not None:
             self._done_ids.add(self.upload_id)
         return size
-
-
-def _manifest_state(manifest: bytes | None) -> str:
-    """The state a manifest without palhm metadata declares. In doubt "complete": a
-    copy wrongly taken for incomplete would be deleted by the next run."""
-    try:
-        document = json.loads(manifest or b"")
-    except ValueError:
-        return "complete"
-    state = document.get("state") if isinstance(document, dict) else None
-    return state if state in ("building", "removing") else "complete"
 
 
 # Storage classes of stores recognised by their endpoint's host name; any other
