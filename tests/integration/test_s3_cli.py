@@ -216,3 +216,63 @@ def test_verify_and_get_read_copies_back_from_s3(
     damaged = run_palhm(["-f", str(config), "verify", "backup"], env=moto_server.env)
     assert damaged.returncode == 1
     assert "db/big.bin" in damaged.stderr
+
+
+def palhm_cli(config: Path, moto_server: MotoServer, *args: str) -> Any:
+    result = run_palhm(["-f", str(config), *args], env=moto_server.env)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def two_tasks_config(tmp_path: Path, bucket: str, endpoint_url: str) -> Path:
+    """Tasks "one" and "two" on the same bucket root, each keeping one copy."""
+    tasks = []
+    for task_id in ("one", "two"):
+        source = tmp_path / f"{task_id}.txt"
+        source.write_text(f"from {task_id}")
+        (task,) = backup_config(bucket, endpoint_url, [cat("a", source)])["tasks"]
+        task["backend-param"]["nb-copy-limit"] = 1
+        tasks.append({**task, "id": task_id})
+    return write_config(tmp_path / "palhm.conf", {"modules": ["aws"], "tasks": tasks})
+
+
+def test_two_tasks_on_one_bucket_root_never_see_or_rotate_each_others_copies(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any
+) -> None:
+    config = two_tasks_config(tmp_path, s3_bucket, moto_server.endpoint_url)
+    for task_id in ("two", "one", "one", "one"):
+        result = palhm_cli(config, moto_server, "run", task_id)
+        assert result.returncode == 0, result.stderr
+    assert len(copies(s3, s3_bucket)) == 2, "one task's rotation removed the other's copy"
+    assert "also holds copies of task 'two'" in result.stderr
+    for task_id in ("one", "two"):
+        listed = json.loads(palhm_cli(config, moto_server, "list", task_id, "--json").stdout)
+        assert len(listed) == 1
+        got = palhm_cli(config, moto_server, "get", task_id, "latest", "a")
+        assert got.stdout == f"from {task_id}"
+        assert palhm_cli(config, moto_server, "verify", task_id).returncode == 0
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00\xff garbage", b'{"format": "palhm-manifest"'])
+def test_a_damaged_manifest_is_listed_fails_verify_and_is_never_rotated(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, damage: bytes
+) -> None:
+    config = two_tasks_config(tmp_path, s3_bucket, moto_server.endpoint_url)
+    for _ in range(2):
+        assert palhm_cli(config, moto_server, "run", "one").returncode == 0
+    (newest,) = copies(s3, s3_bucket)
+    s3.put_object(Bucket=s3_bucket, Key=f"{ROOT}/{newest}/{MANIFEST_NAME}", Body=damage)
+    verified = palhm_cli(config, moto_server, "verify", "one")
+    assert verified.returncode == 1
+    assert f"copy {newest} is damaged" in verified.stderr, verified.stderr
+    by_name = palhm_cli(config, moto_server, "verify", "one", newest)
+    assert by_name.returncode == 1 and "damaged" in by_name.stderr
+    listed = palhm_cli(config, moto_server, "list", "one")
+    assert re.search(rf"^{re.escape(newest)} +damaged ", listed.stdout, re.M), listed.stdout
+    got = palhm_cli(config, moto_server, "get", "one", "latest", "a")
+    assert got.returncode == 1 and "damaged" in got.stderr
+    for _ in range(2):  # nb-copy-limit 1: rotation removes its own copies, never this one
+        assert palhm_cli(config, moto_server, "run", "one").returncode == 0
+    left = copies(s3, s3_bucket)
+    assert newest in left and len(left) == 2
+    assert left[newest][MANIFEST_NAME]["Size"] == len(damage)
