@@ -18,7 +18,10 @@ Copy protocol on S3 (SPEC C2, B11), which has no rename:
 - The state is kept in the manifest's metadata (x-amz-meta-palhm-state: building,
   complete or removing) and read with one HEAD per copy, which works even when the
   manifest sits in an archive class. A copy without manifest is a legacy copy (the
-  original PALHM's) and is counted.
+  original PALHM's) and is counted. The metadata also names the task
+  (x-amz-meta-palhm-task): another task's copy is "other-task". A manifest without
+  palhm's metadata is judged by its body as localfs judges one (`judge_manifest`):
+  unreadable, not final or another copy's = "damaged" (never counted or removed).
 - `rollback` / `remove_copy` first mark a copy "removing" (so a removal cut short
   leaves an incomplete copy, never a counted broken one), abort its multipart
   uploads (the recorded ones; listing uploads is a best-effort extra), delete its
