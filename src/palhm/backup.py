@@ -2,7 +2,7 @@
 
     run_backup(task, *, modules, nb_workers, verbosity) -> BackupResult
 
-Steps (SPEC A5, B7, B11, B13, B14, B16, C2):
+Steps (doc/design.md#backups-objects-and-groups, doc/design.md#copy-protocol, doc/design.md#locking, doc/design.md#signals, doc/design.md#rotation-order):
 1. Lock the backend root (LockedError at once if another run has it).
 2. Remove incomplete copies left by crashed runs (only palhm's own staging names).
 3. PREFIX from the run's start time. If a copy of that name exists the run fails
@@ -313,7 +313,7 @@ def _errors_name_task(task: BackupTask) -> Iterator[None]:
 
 def worker_count(nb_workers: int) -> int | None:
     """Pool size for `nb-workers`: 0 = CPUs usable by this process, negative = the
-    ThreadPoolExecutor default (None), positive = that many (SPEC A2)."""
+    ThreadPoolExecutor default (None), positive = that many (doc/design.md#configuration)."""
     if nb_workers == 0:
         return len(os.sched_getaffinity(0))
     return nb_workers if nb_workers > 0 else None

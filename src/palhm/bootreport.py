@@ -1,4 +1,4 @@
-"""The boot report (SPEC A6, B12): wait for the boot to settle, gather facts, mail them.
+"""The boot report (doc/boot-report.md): wait for the boot to settle, gather facts, mail them.
 
 Pure core, imperative shell: `compose_report` turns a `BootReport` and the gathered
 `BootFacts` into (subject, body) without touching the system; `gather_facts`,

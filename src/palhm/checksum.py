@@ -1,4 +1,4 @@
-"""Streaming checksums of backup objects (SPEC C2).
+"""Streaming checksums of backup objects (doc/design.md#copy-protocol).
 
 The pipeline runner feeds every chunk it relays to the sink through a `Hasher`, so
 an object's checksum is known the moment its last byte is stored; nothing is ever

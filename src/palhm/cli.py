@@ -1,6 +1,6 @@
 """Command line: argument parsing, logging set-up, and the ONE exception -> exit status map.
 
-`palhm [-q | -v...] [-f FILE] COMMAND [ARGS]` (SPEC A1, C1, C4). Every command loads
+`palhm [-q | -v...] [-f FILE] COMMAND [ARGS]` (doc/design.md#command-line, doc/design.md#configuration, doc/operations.md). Every command loads
 and validates the whole config before doing anything, so a config error (exit 2)
 never leaves half a run behind.
 """
@@ -206,7 +206,7 @@ def _verbosity(args: argparse.Namespace, config_vl: int) -> int:
 
 
 def _setup_logging(verbosity: int) -> None:
-    """vl: 0 critical, 1 error, 2 warning, 3 info, 4+ debug (SPEC A2)."""
+    """vl: 0 critical, 1 error, 2 warning, 3 info, 4+ debug (doc/design.md#configuration)."""
     levels = [logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO]
     level = levels[verbosity] if verbosity < len(levels) else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
@@ -460,7 +460,7 @@ def _report(error: PalhmError) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (SPEC A1). The only exception -> status map."""
+    """Entry point: returns the exit status (doc/design.md#command-line). The only exception -> status map."""
     parser = build_parser()
     debug = False
     if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly

@@ -1,4 +1,4 @@
-"""Object groups as a DAG (SPEC A5.3, B18).
+"""Object groups as a DAG (doc/design.md#backups-objects-and-groups).
 
 A group's objects may start once every object of every group it depends on
 (transitively) has finished successfully. `GroupSchedule` hands out objects as they

@@ -1,4 +1,4 @@
-"""Signal handling: record the signal, ask every running part to stop (SPEC B14).
+"""Signal handling: record the signal, ask every running part to stop (doc/design.md#signals).
 
 `install_handlers()` (the CLI, before running a task) replaces Python's default
 KeyboardInterrupt (SIGINT) and the default "die at once" of SIGTERM, SIGHUP,

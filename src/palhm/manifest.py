@@ -1,4 +1,4 @@
-"""The copy manifest `.palhm-manifest.json` (SPEC C2).
+"""The copy manifest `.palhm-manifest.json` (doc/design.md#copy-protocol).
 
 A copy is complete only when its final manifest has been written, last. The same
 document with `"state": "building"` and no objects marks a copy in progress on

@@ -24,9 +24,9 @@ EMPTY_ENV: Final[Mapping[str, str]] = MappingProxyType({})
 class Exec:
     """One command to run: a defined exec, or a stage after exec-append/overrides.
 
-    `env` holds variables *added* to palhm's own environment (SPEC B3).
+    `env` holds variables *added* to palhm's own environment (doc/design.md#execs-and-pipeline-stages).
     `vl_stderr`/`vl_stdout`: the child's stream reaches palhm's own stream when the
-    current verbosity is >= that level, else /dev/null (SPEC A3.3).
+    current verbosity is >= that level, else /dev/null (doc/design.md#execs-and-pipeline-stages).
     """
 
     argv: tuple[str, ...]
@@ -35,7 +35,7 @@ class Exec:
     ec: ExitCodeSpec = DEFAULT_EC
     vl_stderr: int = 1
     vl_stdout: int = 3
-    timeout: float | None = None  # seconds (SPEC C6)
+    timeout: float | None = None  # seconds (doc/design.md#execs-and-pipeline-stages)
 
     @property
     def label(self) -> str:
@@ -90,7 +90,7 @@ class BackupObject:
 
 @dataclass(frozen=True, slots=True)
 class PrefixSpec:
-    """How a copy's PREFIX is formed from the run's start time (SPEC A5.4, C3).
+    """How a copy's PREFIX is formed from the run's start time (doc/design.md#copy-names-prefixes).
 
     kind "default" = iso8601 seconds UTC; "basic" = colon-free 20220501T065917Z.
     """
@@ -102,7 +102,7 @@ class PrefixSpec:
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """Which copies rotation keeps (SPEC A5.6, C5). None = rule not set."""
+    """Which copies rotation keeps (doc/design.md#rotation-order). None = rule not set."""
 
     nb_copy_limit: Limit = INFINITE
     root_size_limit: Limit = INFINITE
@@ -161,7 +161,7 @@ class PingHook:
 
 @dataclass(frozen=True, slots=True)
 class MailHook:
-    """A short report sent through a MUA (SPEC C7)."""
+    """A short report sent through a MUA (doc/design.md#notifications)."""
 
     mua: str
     mail_to: tuple[str, ...]
@@ -264,4 +264,4 @@ class Config:
     execs: Mapping[str, Exec] = field(default_factory=dict)
     tasks: Mapping[str, Task] = field(default_factory=dict)
     boot_report: BootReport | None = None
-    metrics_textfile: Path | None = None  # Prometheus textfile (SPEC C7)
+    metrics_textfile: Path | None = None  # Prometheus textfile (doc/design.md#notifications)

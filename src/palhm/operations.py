@@ -1,4 +1,4 @@
-"""Operations on the copies of a backup task (SPEC C4): `list`, `verify`, `get`.
+"""Operations on the copies of a backup task (doc/operations.md): `list`, `verify`, `get`.
 
 All three only read: they take no lock, so they can run while a backup of the same
 task is in progress (that copy shows as incomplete and is never chosen as `latest`).

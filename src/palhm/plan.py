@@ -1,4 +1,4 @@
-"""`palhm run --dry-run`: what a run would do, described, with nothing run (SPEC C4).
+"""`palhm run --dry-run`: what a run would do, described, with nothing run (doc/operations.md).
 
 restic's `dryrun` idea: the engine has no `if dry_run:` branches; this module reads
 the same model and asks the same pure planners (object-group graph, rotation) the

@@ -1,4 +1,4 @@
-"""Live progress of backup objects on a terminal (SPEC C10); silent under cron.
+"""Live progress of backup objects on a terminal (doc/operations.md); silent under cron.
 
 `open_board(verbosity)` returns a `ProgressBoard`. It draws only when stderr is a
 terminal and the verbosity is info or more (so never with `-q`); otherwise every

@@ -1,4 +1,4 @@
-"""Which old copies to delete (SPEC A5.6, C5). Pure: no I/O, no clock.
+"""Which old copies to delete (doc/design.md#rotation-order). Pure: no I/O, no clock.
 
 `plan_rotation` looks only at counted copies (complete or legacy); incomplete ones
 are never counted, kept or removed here (the backup run cleans them up first).

@@ -3,7 +3,7 @@
 `backend_factory(task_id, **params) -> Backend` makes a backend on a fresh, empty
 root for this test; two calls give two instances on the *same* root (lock tests).
 `raw_put(relative_key, data)` stores a file under that root behind palhm's back, to
-fake copies made by the original PALHM and foreign files (SPEC B6).
+fake copies made by the original PALHM and foreign files (doc/design.md#what-counts-as-a-copy).
 
 aws-s3 takes both from tests/services/moto.py (`s3_backend_factory`, `s3_raw_put`)
 on moto over HTTP; `aws-s3@STORE` runs the same suite on the stores of

@@ -1,4 +1,4 @@
-"""Backup runs with real pipelines, as a user runs them (SPEC A5, B6, B11, B18, C2)."""
+"""Backup runs with real pipelines, as a user runs them (doc/design.md#backups-objects-and-groups, doc/design.md#what-counts-as-a-copy, doc/design.md#copy-protocol)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Failing backups: fail fast, name the place, roll back, leave nothing behind
-(SPEC A5.5, B7, B8, B13, B14)."""
+(doc/design.md#backups-objects-and-groups, doc/design.md#copy-protocol, doc/design.md#execs-and-pipeline-stages, doc/design.md#locking, doc/design.md#signals)."""
 
 from __future__ import annotations
 

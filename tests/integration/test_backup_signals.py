@@ -1,5 +1,5 @@
 """Signals during a backup: SIGTERM/SIGINT clean up and exit 143/130; after a SIGKILL
-the partial copy never counts and the next run removes it (SPEC A1, B7, B14, C2)."""
+the partial copy never counts and the next run removes it (doc/design.md#command-line, doc/design.md#copy-protocol, doc/design.md#signals)."""
 
 from __future__ import annotations
 

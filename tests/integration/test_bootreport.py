@@ -1,4 +1,4 @@
-"""Boot report: composing (pure), gathering real facts, boot-wait, sending (SPEC A6, B12)."""
+"""Boot report: composing (pure), gathering real facts, boot-wait, sending (doc/boot-report.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shipped systemd units, `make install-units` and the crontab example (SPEC C11, A8)."""
+"""Shipped systemd units, `make install-units` and the crontab example (doc/systemd.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DNSSEC check (SPEC A7): a null-backend backup task, run through the CLI against the
+"""DNSSEC check (doc/dnssec.md): a null-backend backup task, run through the CLI against the
 local DNSSEC lab. dig is always pointed at the lab's resolver (@127.0.0.1 -p PORT),
 or runs inside a private network namespace whose resolv.conf names the lab."""
 

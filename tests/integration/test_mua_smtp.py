@@ -1,4 +1,4 @@
-"""The smtp MUA (SPEC C9) against real aiosmtpd receivers: plain, AUTH, SMTPS, STARTTLS."""
+"""The smtp MUA (doc/boot-report.md) against real aiosmtpd receivers: plain, AUTH, SMTPS, STARTTLS."""
 
 from __future__ import annotations
 

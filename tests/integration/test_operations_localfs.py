@@ -1,4 +1,4 @@
-"""`list`, `verify` and `get` (SPEC C4) on copies made by the real backup engine into a
+"""`list`, `verify` and `get` (doc/operations.md) on copies made by the real backup engine into a
 real localfs root, with real pipeline processes. Damage is done to the stored files
 by hand, as a failing disk or a careless admin would."""
 

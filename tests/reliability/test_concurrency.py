@@ -1,4 +1,4 @@
-"""Runs at the same time (SPEC B13): one root, one run; different roots do not meet.
+"""Runs at the same time (doc/design.md#locking): one root, one run; different roots do not meet.
 
 - Two runs of one task started together: one makes the copy, the other fails at
   once (exit 1) naming the holder of the lock, and damages nothing.

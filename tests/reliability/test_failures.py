@@ -163,7 +163,7 @@ def _umount(target: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted for this test only (LABS 8), unmounted afterwards."""
+    """A 2 MiB tmpfs mounted for this test only, unmounted afterwards."""
     _root_only()
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()

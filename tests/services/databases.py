@@ -4,7 +4,7 @@ Every server is a child of the test process, listens on 127.0.0.1 on a free
 port and keeps all its files in a private directory. The fixture records the
 server's own PID and stops exactly that process at the end (the server's
 shutdown signal, then a wait; SIGKILL only if it does not exit). Recipes and
-measured timings: LABS.md sections 2-4 and 7.
+measured start-up timings of a few seconds at most.
 
 Session fixtures, shared by every test (give your data fresh names):
     mariadb_server, postgres_server, slapd_server, gpg_key
@@ -603,7 +603,7 @@ def _first_existing(*paths: str) -> Path:
 
 
 def _slapd_config_ldif(base: Path) -> str:
-    """cn=config for a private slapd: one mdb database for SUFFIX (LABS.md section 4)."""
+    """cn=config for a private slapd: one mdb database for SUFFIX."""
     schema = _first_existing("/etc/ldap/schema", "/etc/openldap/schema")
     modules = _first_existing("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap")
     includes = "".join(
@@ -812,7 +812,7 @@ def _gpg(home: Path, *args: str, input: bytes | None = None) -> bytes:
 
 
 def make_gpg_key(base: Path, email: str = "palhm-test@example.test") -> GpgKey:
-    """Generate an ed25519/cv25519 key without passphrase (< 0.1 s, LABS.md section 7)."""
+    """Generate an ed25519/cv25519 key without passphrase (< 0.1 s)."""
     require(find_program("gpg"), find_program("gpgconf"))
     public_home, secret_home = base / "public", base / "secret"
     for home in (public_home, secret_home):

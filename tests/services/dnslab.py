@@ -1,4 +1,4 @@
-"""Service fixture: a local DNSSEC lab (LABS.md section 6), fully on loopback.
+"""Service fixture: a local DNSSEC lab, fully on loopback.
 
 An authoritative NSD on 127.0.10.1 serves four zones; a validating unbound on
 127.0.0.1 has a stub zone and a trust anchor (the KSK's DS) for each signed zone:
@@ -121,7 +121,7 @@ def _sign_zones(lab: Path) -> None:
 
 def _tamper(signed: Path) -> None:
     # Change data after signing. ANY is answered with the SOA RRset alone by NSD, so
-    # the SOA must be edited too, not only the A record (LABS 6).
+    # the SOA must be edited too, not only the A record.
     text = signed.read_text()
     text, soa = re.subn(
         r"^(bogus\.test\.\s+300\s+IN\s+SOA\s+\S+\s+\S+\s+)1 ", r"\g<1>2 ", text, flags=re.M

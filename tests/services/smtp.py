@@ -40,7 +40,7 @@ READY_TIMEOUT = 20.0
 
 
 def make_maildir(path: Path) -> Path:
-    # aiosmtpd's Mailbox answers "500 FileNotFoundError" unless all three exist (LABS 5).
+    # aiosmtpd's Mailbox answers "500 FileNotFoundError" unless all three exist.
     for sub in ("cur", "new", "tmp"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path

@@ -1,4 +1,4 @@
-"""Streaming checksums agree with the tools an admin checks copies with (SPEC C2)."""
+"""Streaming checksums agree with the tools an admin checks copies with (doc/design.md#copy-protocol)."""
 
 from __future__ import annotations
 

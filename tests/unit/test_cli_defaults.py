@@ -1,4 +1,4 @@
-"""The default config path fallback (SPEC A1): palhm.conf, else palhm.jsonc."""
+"""The default config path fallback (doc/design.md#command-line): palhm.conf, else palhm.jsonc."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Object-group DAG scheduling (SPEC A5.3, B18)."""
+"""Object-group DAG scheduling (doc/design.md#backups-objects-and-groups)."""
 
 from __future__ import annotations
 

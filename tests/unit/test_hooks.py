@@ -1,4 +1,4 @@
-"""Notifications around a task run (SPEC C7): pings to a real HTTP receiver on
+"""Notifications around a task run (doc/design.md#notifications): pings to a real HTTP receiver on
 127.0.0.1, mails through the real stdout MUA, the metrics textfile, and the rule that
 a failing notification never changes the run's outcome."""
 

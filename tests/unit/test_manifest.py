@@ -1,4 +1,4 @@
-"""The copy manifest format (SPEC C2)."""
+"""The copy manifest format (doc/design.md#copy-protocol)."""
 
 from __future__ import annotations
 

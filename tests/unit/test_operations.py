@@ -1,4 +1,4 @@
-"""Pure parts of `list`/`verify`/`get` (SPEC C4): which copy `latest` names, task and
+"""Pure parts of `list`/`verify`/`get` (doc/operations.md): which copy `latest` names, task and
 path checks. The real round trips are in tests/integration and tests/e2e; here an
 in-memory backend stands in for storage."""
 

@@ -1,4 +1,4 @@
-"""Retention (SPEC A5.6, C5) over a simulated year of daily copies, through the pure
+"""Retention (doc/design.md#rotation-order) over a simulated year of daily copies, through the pure
 rotation planner the engine and `run --dry-run` both use.
 
 Expected sets are worked out from the calendar here (month ends, Sundays, the last

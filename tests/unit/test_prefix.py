@@ -1,4 +1,4 @@
-"""Copy names from start times and back (SPEC A5.4, B6, C3)."""
+"""Copy names from start times and back (doc/design.md#copy-names-prefixes, doc/design.md#what-counts-as-a-copy)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Progress lines on a terminal (SPEC C10): rendering, and silence when not a tty."""
+"""Progress lines on a terminal (doc/operations.md): rendering, and silence when not a tty."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which old copies rotation deletes (SPEC A5.6, B6, B16, C5)."""
+"""Which old copies rotation deletes (doc/design.md#rotation-order, doc/design.md#what-counts-as-a-copy)."""
 
 from __future__ import annotations
 

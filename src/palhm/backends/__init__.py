@@ -1,4 +1,4 @@
-"""Backend registry: one line per backend (STYLE habit 1).
+"""Backend registry: one line per backend (CONTRIBUTING.md: adding a backend).
 
 Which names a config may use depends on its `modules` (palhm.modules says which
 module provides which backend). Classes are imported lazily, so that boto3 is

@@ -1,7 +1,7 @@
 """The storage backend contract. Every backend (null, localfs, aws-s3) implements it.
 
 A backend stores **copies** under its root: ROOT/PREFIX/PATH. The copy protocol
-(SPEC C2) is the backend's job:
+(doc/design.md#copy-protocol) is the backend's job:
 
 - `begin_copy(prefix)` detects a collision with any existing copy *before* writing
   anything (CollisionError) and marks the new copy as in progress from its first
@@ -13,7 +13,7 @@ A backend stores **copies** under its root: ROOT/PREFIX/PATH. The copy protocol
 - `CopyWriter.rollback()` removes everything of this copy (S3: multipart uploads
   aborted too). It never touches anything else.
 
-Only names that parse as palhm prefixes are copies (SPEC B6): nothing else under
+Only names that parse as palhm prefixes are copies (doc/design.md#what-counts-as-a-copy): nothing else under
 the root is ever listed as a copy or removed.
 
 Threads: `open_object` and the sinks it returns are used from worker threads, one
@@ -174,7 +174,7 @@ class Backend(ABC):
 
     @abstractmethod
     def lock(self) -> AbstractContextManager[None]:
-        """Exclusive lock on the root for a whole run (SPEC B13). Raises LockedError at
+        """Exclusive lock on the root for a whole run (doc/design.md#locking). Raises LockedError at
         once, saying who holds it, when another run has it."""
 
     @abstractmethod

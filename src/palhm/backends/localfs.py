@@ -1,6 +1,6 @@
 """The `localfs` backend: copies as directories under a local (or NFS/SMB) root.
 
-Layout under ROOT (SPEC A5.4, A5.7, B5-B9, B13, C2)::
+Layout under ROOT (doc/design.md#copy-names-prefixes, doc/design.md#backends, doc/design.md#copy-protocol, doc/design.md#locking)::
 
     ROOT/.palhm.lock                       flock held for a whole run; says who holds it
     ROOT/.palhm-staging-PREFIX/            a copy being built (incomplete, hidden)

@@ -2,7 +2,7 @@
 
 Keys are ROOT/PREFIX/PATH, ROOT being `root` without leading/trailing '/'.
 
-Copy protocol on S3 (SPEC C2, B11), which has no rename:
+Copy protocol on S3 (doc/design.md#copy-protocol), which has no rename:
 - `begin_copy` lists ROOT/PREFIX/ and refuses (CollisionError) if any key is there,
   then writes ROOT/PREFIX/.palhm-manifest.json with the building manifest as the
   copy's first write, conditionally (If-None-Match: *, `conditional-writes`) so that

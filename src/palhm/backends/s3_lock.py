@@ -1,4 +1,4 @@
-"""The aws-s3 backend's per-root lock (SPEC B13): a local fcntl lock file.
+"""The aws-s3 backend's per-root lock (doc/design.md#locking): a local fcntl lock file.
 
 S3 has no lock primitive, so palhm locks a file on this host named after a hash of
 endpoint, bucket and root, in palhm's private run directory (rundir.py: /run/palhm

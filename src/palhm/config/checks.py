@@ -1,4 +1,4 @@
-"""Logic checks on the merged config: what a JSON Schema cannot say (SPEC B2, B15, A5.3).
+"""Logic checks on the merged config: what a JSON Schema cannot say (doc/design.md#configuration, doc/design.md#backups-objects-and-groups).
 
 References (exec-id, task-id, group ids), cycles, object paths, the small value
 grammars of values.py, modules that backends and MUAs need, and the merged

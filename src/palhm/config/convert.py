@@ -19,7 +19,7 @@ def expected(error: ValueError) -> str:
 
 
 def parse_limit(raw: Any) -> Limit:
-    """A decimal limit (SPEC A2); see values.Limit.parse."""
+    """A decimal limit (doc/design.md#configuration); see values.Limit.parse."""
     return Limit.parse(raw)
 
 
@@ -28,7 +28,7 @@ def _quote(raw: Any) -> str:
 
 
 def normalise_object_path(raw: str) -> str:
-    """An object path made canonical (SPEC A5.2, B15): relative, no `.` or empty
+    """An object path made canonical (doc/design.md#backups-objects-and-groups): relative, no `.` or empty
     components, no `..`. `x`, `./x` and `x//` all give `x`."""
     if "\0" in raw:
         raise ValueError("an object path cannot contain a NUL character")

@@ -1,4 +1,4 @@
-"""Schema defaults: read from schema.json, never repeated in code (SPEC B2).
+"""Schema defaults: read from schema.json, never repeated in code (doc/design.md#configuration).
 
 The schema uses a small, fixed set of composition keywords (`$ref`, `allOf`, and
 `if`/`then` whose `if` tests `type: object`, `required` and a `const` or `enum`

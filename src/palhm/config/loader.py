@@ -1,4 +1,4 @@
-"""Reading config files and following their includes (SPEC A2).
+"""Reading config files and following their includes (doc/design.md#configuration).
 
 - `-f FILE` is taken from the working directory; `builtin:NAME` names a packaged
   file (src/palhm/data/NAME.jsonc), and relative includes of a packaged file

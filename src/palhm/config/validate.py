@@ -1,4 +1,4 @@
-"""Schema validation of each config file against schema.json (SPEC B2, C1).
+"""Schema validation of each config file against schema.json (doc/design.md#configuration).
 
 Two validators over the one schema:
 - a fastjsonschema validator answers "valid?" quickly (a config with thousands of

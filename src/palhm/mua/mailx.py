@@ -1,4 +1,4 @@
-"""The `mailx` MUA: pipes the body into a mailx-compatible program (SPEC A6, B12)."""
+"""The `mailx` MUA: pipes the body into a mailx-compatible program (doc/boot-report.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `smtp` MUA: sends straight to an SMTP server with smtplib (SPEC C9).
+"""The `smtp` MUA: sends straight to an SMTP server with smtplib (doc/boot-report.md).
 
 No mailx or local MTA needed. The password is never part of the config that palhm
 logs or prints: it is read at send time from a file or an environment variable.

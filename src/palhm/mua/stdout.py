@@ -11,7 +11,7 @@ from palhm.mua.base import Mua
 class StdoutMua(Mua):
     """Prints `Subject:` and `To:` lines, a blank line, then the body, to stdout.
 
-    No parameters. The only MUA that prints (STYLE habit 11): printing is its job.
+    No parameters. The only MUA that prints (doc/design.md#notifications): printing is its job.
     """
 
     name = "stdout"

@@ -1,4 +1,4 @@
-"""Includes (SPEC A2): resolution, diamonds, cycles, load order and merging."""
+"""Includes (doc/design.md#configuration): resolution, diamonds, cycles, load order and merging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""schema.json itself, and schema errors put in plain words (SPEC B2, C1)."""
+"""schema.json itself, and schema errors put in plain words (doc/design.md#configuration)."""
 
 from __future__ import annotations
 
