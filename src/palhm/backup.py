@@ -2,7 +2,8 @@
 
     run_backup(task, *, modules, nb_workers, verbosity) -> BackupResult
 
-Steps (doc/design.md#backups-objects-and-groups, doc/design.md#copy-protocol, doc/design.md#locking, doc/design.md#signals, doc/design.md#rotation-order):
+Steps (doc/design.md#backups-objects-and-groups, #copy-protocol, #locking, #signals,
+#rotation-order):
 1. Lock the backend root (LockedError at once if another run has it).
 2. Remove incomplete copies left by crashed runs (only palhm's own staging names).
 3. PREFIX from the run's start time. If a copy of that name exists the run fails

@@ -1,4 +1,5 @@
-"""Builtin routine items (doc/design.md#routines): things palhm does itself instead of running a program.
+"""Builtin routine items (doc/design.md#routines): things palhm does itself instead of running a
+program.
 
 One function per builtin, one registry line each: BUILTINS = {"sigmask": ...}. The
 config layer validates `builtin-id` against BUILTINS and parses each builtin's

@@ -1,6 +1,7 @@
 """Command line: argument parsing, logging set-up, and the ONE exception -> exit status map.
 
-`palhm [-q | -v...] [-f FILE] COMMAND [ARGS]` (doc/design.md#command-line, doc/design.md#configuration, doc/operations.md). Every command loads
+`palhm [-q | -v...] [-f FILE] COMMAND [ARGS]` (doc/design.md#command-line, #configuration,
+doc/operations.md). Every command loads
 and validates the whole config before doing anything, so a config error (exit 2)
 never leaves half a run behind.
 """
@@ -460,7 +461,9 @@ def _report(error: PalhmError) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (doc/design.md#command-line). The only exception -> status map."""
+    """Entry point: returns the exit status (doc/design.md#command-line).
+
+    The only exception -> status map."""
     parser = build_parser()
     debug = False
     if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly

@@ -25,7 +25,8 @@ API CONTRACT (other modules code against these signatures; keep them):
         sink.write() (one reused buffer: the sink must not keep `data` after
         write() returns). A sink that `discards` (null) gets nothing: the last
         stage writes to /dev/null. Every stage's status judged against its ec; the
-        root cause is reported (not an upstream SIGPIPE, doc/design.md#execs-and-pipeline-stages). On failure,
+        root cause is reported (not an upstream SIGPIPE, doc/design.md#execs-and-pipeline-stages).
+        On failure,
         timeout or `cancel` being set: terminate the process group, grace period,
         kill, reap everything. sink.close() is called on success, sink.abort() on
         any failure. Raises PipelineError naming `context` + stage index/label
@@ -299,7 +300,8 @@ def _pipe_size(fd: int) -> int:
 
 
 def _environment(cmd: Exec) -> dict[str, str] | None:
-    """palhm's environment with cmd.env added (doc/design.md#execs-and-pipeline-stages); None = inherit as is."""
+    """palhm's environment with cmd.env added (doc/design.md#execs-and-pipeline-stages);
+    None = inherit as is."""
     if not cmd.env:
         return None
     return {**os.environ, **cmd.env}

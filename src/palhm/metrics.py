@@ -1,4 +1,5 @@
-"""Prometheus textfile of each task's last run (doc/design.md#notifications), for node_exporter's textfile
+"""Prometheus textfile of each task's last run (doc/design.md#notifications), for node_exporter's
+textfile
 collector (`--collector.textfile.directory`; the file name must end in `.prom`).
 
 One file holds every task: a run replaces only its own task's samples and keeps

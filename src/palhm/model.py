@@ -24,7 +24,8 @@ EMPTY_ENV: Final[Mapping[str, str]] = MappingProxyType({})
 class Exec:
     """One command to run: a defined exec, or a stage after exec-append/overrides.
 
-    `env` holds variables *added* to palhm's own environment (doc/design.md#execs-and-pipeline-stages).
+    `env` holds variables *added* to palhm's own environment
+    (doc/design.md#execs-and-pipeline-stages).
     `vl_stderr`/`vl_stdout`: the child's stream reaches palhm's own stream when the
     current verbosity is >= that level, else /dev/null (doc/design.md#execs-and-pipeline-stages).
     """

@@ -1,4 +1,5 @@
-"""The module registry (doc/design.md#configuration): optional modules named in a config's `modules`."""
+"""The module registry (doc/design.md#configuration): optional modules named in a config's
+`modules`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Copy names (PREFIX) from a run's start time, and back (doc/design.md#copy-names-prefixes, doc/design.md#what-counts-as-a-copy, doc/design.md#copy-protocol).
+"""Copy names (PREFIX) from a run's start time, and back (doc/design.md#copy-names-prefixes,
+#what-counts-as-a-copy, #copy-protocol).
 
 Forms made by `make_prefix`:
 - default: `2022-05-01T06:59:17+00:00`, as `date --utc --iso-8601=seconds` prints it;

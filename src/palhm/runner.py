@@ -1,4 +1,5 @@
-"""Runs a task by id: dispatches routine and backup tasks (doc/design.md#routines, doc/design.md#backups-objects-and-groups).
+"""Runs a task by id: dispatches routine and backup tasks (doc/design.md#routines,
+#backups-objects-and-groups).
 
 Task pointers in routines come back here, so a routine may run a backup task.
 Notifications and metrics wrap every task run (hooks.run_with_hooks, doc/design.md#notifications).

@@ -1,4 +1,5 @@
-"""Operations as a user runs them (doc/operations.md, doc/design.md#notifications): `run`, `list`, `verify`, `get`,
+"""Operations as a user runs them (doc/operations.md, doc/design.md#notifications): `run`, `list`,
+`verify`, `get`,
 `run --dry-run`, ping hooks and the metrics textfile, through the real CLI with real
 zstd and gpg (a throwaway key) on localfs and on a real moto S3 server."""
 

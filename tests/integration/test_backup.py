@@ -1,4 +1,5 @@
-"""Backup runs with real pipelines, as a user runs them (doc/design.md#backups-objects-and-groups, doc/design.md#what-counts-as-a-copy, doc/design.md#copy-protocol)."""
+"""Backup runs with real pipelines, as a user runs them (doc/design.md#backups-objects-and-groups,
+#what-counts-as-a-copy, #copy-protocol)."""
 
 from __future__ import annotations
 

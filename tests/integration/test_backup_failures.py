@@ -1,5 +1,6 @@
 """Failing backups: fail fast, name the place, roll back, leave nothing behind
-(doc/design.md#backups-objects-and-groups, doc/design.md#copy-protocol, doc/design.md#execs-and-pipeline-stages, doc/design.md#locking, doc/design.md#signals)."""
+(doc/design.md#backups-objects-and-groups, #copy-protocol, #execs-and-pipeline-stages, #locking,
+#signals)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Signals during a backup: SIGTERM/SIGINT clean up and exit 143/130; after a SIGKILL
-the partial copy never counts and the next run removes it (doc/design.md#command-line, doc/design.md#copy-protocol, doc/design.md#signals)."""
+the partial copy never counts and the next run removes it (doc/design.md#command-line,
+#copy-protocol, #signals)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The localfs backend seen from outside while a run is in progress and after it:
-modes from the moment things exist, hidden staging, preallocation (doc/design.md#file-modes, doc/design.md#data-path, doc/design.md#copy-protocol)."""
+modes from the moment things exist, hidden staging, preallocation (doc/design.md#file-modes,
+#data-path, #copy-protocol)."""
 
 from __future__ import annotations
 

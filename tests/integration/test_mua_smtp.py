@@ -1,4 +1,5 @@
-"""The smtp MUA (doc/boot-report.md) against real aiosmtpd receivers: plain, AUTH, SMTPS, STARTTLS."""
+"""The smtp MUA (doc/boot-report.md) against real aiosmtpd receivers: plain, AUTH, SMTPS,
+STARTTLS."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Every stage of a harness config runs with PALHM_RELIABILITY_MARKER=<uuid> in its
 environment, so any process a run left behind is found by scanning /proc, whoever
 its parent is now.
 
-Invariants (doc/design.md#backups-objects-and-groups, doc/design.md#rotation-order, doc/design.md#copy-protocol, doc/design.md#locking, doc/design.md#signals):
+Invariants (doc/design.md#backups-objects-and-groups, #rotation-order, #copy-protocol, #locking,
+#signals):
 - counted copies (complete or legacy) are whole: the final manifest lists exactly
   the files present, with their sizes and blake3 digests;
 - a complete copy is lost only to rotation, i.e. only the oldest ones the rotation

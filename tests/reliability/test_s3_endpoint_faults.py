@@ -1,5 +1,6 @@
 """The S3 endpoint dies in the middle of an upload, or a stage fails mid-upload while
-the endpoint stays up: a clear error, then nothing left behind (doc/design.md#backups-objects-and-groups, doc/aws.md)."""
+the endpoint stays up: a clear error, then nothing left behind
+(doc/design.md#backups-objects-and-groups, doc/aws.md)."""
 
 from __future__ import annotations
 

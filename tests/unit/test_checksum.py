@@ -1,4 +1,5 @@
-"""Streaming checksums agree with the tools an admin checks copies with (doc/design.md#copy-protocol)."""
+"""Streaming checksums agree with the tools an admin checks copies with
+(doc/design.md#copy-protocol)."""
 
 from __future__ import annotations
 

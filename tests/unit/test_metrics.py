@@ -1,4 +1,5 @@
-"""The Prometheus textfile (doc/design.md#notifications), checked with a strict parser of the text format."""
+"""The Prometheus textfile (doc/design.md#notifications), checked with a strict parser of the text
+format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`run --dry-run` descriptions (doc/operations.md): built from the model, nothing run or written."""
+"""`run --dry-run` descriptions (doc/operations.md): built from the model, nothing run or
+written."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Copy names from start times and back (doc/design.md#copy-names-prefixes, doc/design.md#what-counts-as-a-copy)."""
+"""Copy names from start times and back (doc/design.md#copy-names-prefixes,
+#what-counts-as-a-copy)."""
 
 from __future__ import annotations
 

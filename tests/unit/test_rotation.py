@@ -1,4 +1,4 @@
-"""Which old copies rotation deletes (doc/design.md#rotation-order, doc/design.md#what-counts-as-a-copy)."""
+"""Which old copies rotation deletes (doc/design.md#rotation-order, #what-counts-as-a-copy)."""
 
 from __future__ import annotations
 

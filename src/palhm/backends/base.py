@@ -13,7 +13,8 @@ A backend stores **copies** under its root: ROOT/PREFIX/PATH. The copy protocol
 - `CopyWriter.rollback()` removes everything of this copy (S3: multipart uploads
   aborted too). It never touches anything else.
 
-Only names that parse as palhm prefixes are copies (doc/design.md#what-counts-as-a-copy): nothing else under
+Only names that parse as palhm prefixes are copies (doc/design.md#what-counts-as-a-copy): nothing
+else under
 the root is ever listed as a copy or removed.
 
 Threads: `open_object` and the sinks it returns are used from worker threads, one

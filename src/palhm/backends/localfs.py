@@ -1,6 +1,6 @@
 """The `localfs` backend: copies as directories under a local (or NFS/SMB) root.
 
-Layout under ROOT (doc/design.md#copy-names-prefixes, doc/design.md#backends, doc/design.md#copy-protocol, doc/design.md#locking)::
+Layout under ROOT (doc/design.md#copy-names-prefixes, #backends, #copy-protocol, #locking)::
 
     ROOT/.palhm.lock                       flock held for a whole run; says who holds it
     ROOT/.palhm-staging-PREFIX/            a copy being built (incomplete, hidden)

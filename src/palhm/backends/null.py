@@ -1,4 +1,5 @@
-"""The `null` backend: runs every pipeline and discards the data (doc/design.md#backends, doc/dnssec.md).
+"""The `null` backend: runs every pipeline and discards the data (doc/design.md#backends,
+doc/dnssec.md).
 
 Used for dry runs and checks (the DNSSEC check is a `dig | grep` object on null).
 It stores no copies, so rotation has nothing to do and no lock is needed.

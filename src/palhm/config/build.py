@@ -4,7 +4,8 @@ The only place where JSON's kebab-case keys become snake_case fields. Defaults c
 from schema.json. Called only when loading found no problem at all, so the data has
 the types the schema promises.
 
-Stages (doc/design.md#execs-and-pipeline-stages): `exec` shares the defined model.Exec (it is frozen);
+Stages (doc/design.md#execs-and-pipeline-stages): `exec` shares the defined model.Exec (it is
+frozen);
 `exec-append` and per-use overrides make a new Exec with `dataclasses.replace`, so the
 shared definition never changes; `exec-inline` is an Exec with id None.
 """

@@ -1,4 +1,5 @@
-"""Logic checks on the merged config: what a JSON Schema cannot say (doc/design.md#configuration, doc/design.md#backups-objects-and-groups).
+"""Logic checks on the merged config: what a JSON Schema cannot say (doc/design.md#configuration,
+#backups-objects-and-groups).
 
 References (exec-id, task-id, group ids), cycles, object paths, the small value
 grammars of values.py, modules that backends and MUAs need, and the merged

@@ -28,7 +28,8 @@ def _quote(raw: Any) -> str:
 
 
 def normalise_object_path(raw: str) -> str:
-    """An object path made canonical (doc/design.md#backups-objects-and-groups): relative, no `.` or empty
+    """An object path made canonical (doc/design.md#backups-objects-and-groups): relative, no `.`
+    or empty
     components, no `..`. `x`, `./x` and `x//` all give `x`."""
     if "\0" in raw:
         raise ValueError("an object path cannot contain a NUL character")

@@ -1,4 +1,5 @@
-"""JSONC parsing: JSON plus `//` and `/* */` comments and trailing commas (doc/design.md#configuration).
+"""JSONC parsing: JSON plus `//` and `/* */` comments and trailing commas
+(doc/design.md#configuration).
 
 pyjson5 (a JSON5 parser, a superset of JSONC) does the work; this module only turns
 its exceptions into one readable line with the line and column of the problem.
