@@ -2,7 +2,7 @@
 a child process and measure wall time, CPU time (user + sys of the process and
 everything it waited for) and palhm's own peak RSS.
 
-palhm is driven through `palhm.backup.run_backup` in a child Python process
+palhm is driven through `palhm.engine.backup.run_backup` in a child Python process
 (bench/_palhm_driver.py): the driver imports palhm first and times only the run,
 so the figures compare the data path, not the interpreter's start-up (printed once
 on its own by `startup_cost`). The shell reference runs through `bash -c` here in
@@ -61,9 +61,9 @@ def run_palhm(spec: dict[str, Any]) -> Measure:
 
 
 def startup_cost() -> float:
-    """Seconds for `python -c 'import palhm.backup'`: the fixed cost a CLI run adds."""
+    """Seconds for `python -c 'import palhm.engine.backup'`: the fixed cost a CLI run adds."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import palhm.backup, palhm.cli"], check=True)
+    subprocess.run([sys.executable, "-c", "import palhm.engine.backup, palhm.cli.main"], check=True)
     return time.perf_counter() - start
 
 

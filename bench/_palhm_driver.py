@@ -1,4 +1,4 @@
-"""Child process of the benchmarks: run one backup with palhm.backup.run_backup and
+"""Child process of the benchmarks: run one backup with palhm.engine.backup.run_backup and
 print, as JSON, the wall and CPU time of the run alone and the process's peak RSS.
 
 argv[1]: {"root": DIR, "objects": [{"path": P, "stages": [[argv...], ...],
@@ -12,7 +12,7 @@ import resource
 import sys
 import time
 
-from palhm.backup import run_backup
+from palhm.engine.backup import run_backup
 from palhm.model import BackupObject, BackupTask, Exec, PrefixSpec
 
 

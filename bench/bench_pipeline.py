@@ -5,7 +5,7 @@ Streams SIZE bytes (`head -c SIZE /dev/zero | cat`) into a file on tmpfs
 `sh -c 'head ... | cat > FILE'`:
 - fd path: no checksum, the last stage writes straight into the sink's fd;
 - read path: palhm reads the last stage's stdout and writes it into the file
-  (no checksum, then each checksum of palhm.checksum). This costs one more copy
+  (no checksum, then each checksum of palhm.engine.checksum). This costs one more copy
   of every byte than the shell pipeline, like a relay process would: the line
   `shell + relay` (`head | cat | cat > FILE`) is that baseline.
 A ratio near 1.0 means palhm adds nothing measurable to the shell pipeline. On a
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from palhm.backends.base import ObjectSink
-from palhm.checksum import ALGORITHMS
-from palhm.execute import run_pipeline
+from palhm.engine.checksum import ALGORITHMS
+from palhm.engine.execute import run_pipeline
 from palhm.model import Exec
 
 

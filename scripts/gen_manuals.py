@@ -1,5 +1,5 @@
 """Generate the man pages and shell completions from palhm's one argparse parser
-(palhm.cli.build_parser) and its config schema (src/palhm/config/schema.json).
+(palhm.cli.main.build_parser) and its config schema (src/palhm/config/schema.json).
 
 Nothing here is written by hand per command: a command added to cli.py appears in
 palhm(1) and in every completion the next time this runs (at build time: `make man`,
@@ -29,7 +29,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from palhm import __version__  # noqa: E402
-from palhm.cli import build_parser  # noqa: E402
+from palhm.cli.main import build_parser  # noqa: E402
 
 SCHEMA_PATH: Final = REPO / "src" / "palhm" / "config" / "schema.json"
 # positionals with this dest complete to the task ids of the config in use

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from palhm import interrupts
+from palhm.engine import interrupts
 
 pytest_plugins = [
     "tests.services.moto",

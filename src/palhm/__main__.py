@@ -1,5 +1,5 @@
 """`python -m palhm` entry point."""
 
-from palhm.cli import main
+from palhm.cli.main import main
 
 raise SystemExit(main())

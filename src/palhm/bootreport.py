@@ -24,7 +24,7 @@ import yaml
 
 from palhm.errors import PalhmError, UsageError
 from palhm.model import BootReport
-from palhm.mua import create_mua
+from palhm.notify.mua import create_mua
 
 log = logging.getLogger(__name__)
 

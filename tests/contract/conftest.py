@@ -63,7 +63,7 @@ def backend_factory(
     other_store: tuple[S3Store, str] | None,
 ) -> BackendFactory:
     if other_store is not None:
-        from palhm.backends.s3 import S3Backend
+        from palhm.backends.s3.backend import S3Backend
 
         store, bucket = other_store
 

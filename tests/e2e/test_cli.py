@@ -156,7 +156,9 @@ def test_mods_lists_the_aws_module() -> None:
 
 
 def test_mods_does_not_import_boto3() -> None:
-    code = "import sys; from palhm.cli import main; main(['mods']); print('boto3' in sys.modules)"
+    code = (
+        "import sys; from palhm.cli.main import main; main(['mods']); print('boto3' in sys.modules)"
+    )
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

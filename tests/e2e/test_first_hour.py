@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from palhm import cli
+from palhm.cli import main as cli
 from tests.helpers import run_palhm, write_config
 
 
@@ -315,7 +315,7 @@ class _Terminal(io.StringIO):
 
 
 def test_init_asks_on_a_terminal_only(tmp_path: Path) -> None:
-    from palhm.init import init
+    from palhm.ops.init import init
 
     shown = io.StringIO()
     init(tmp_path / "a.conf", stdin=_Terminal("/srv/bk\nops@example.org\n"), stdout=shown)
@@ -331,7 +331,7 @@ def test_init_asks_on_a_terminal_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mail", ["mailx", "smtp", "none"])
 def test_init_configs_for_every_host_kind_pass_check(tmp_path: Path, mail: str) -> None:
     """Every database found and each way to mail: the written config is valid."""
-    from palhm.init import DATABASES, Host, render
+    from palhm.ops.init import DATABASES, Host, render
 
     host = Host(
         mailx="/usr/bin/s-nail" if mail == "mailx" else None,
@@ -355,7 +355,7 @@ def test_init_configs_for_every_host_kind_pass_check(tmp_path: Path, mail: str) 
 def test_init_detects_a_server_by_connecting_to_its_socket(tmp_path: Path) -> None:
     import socket
 
-    from palhm.init import socket_answers
+    from palhm.ops.init import socket_answers
 
     path = str(tmp_path / "db.sock")
     assert not socket_answers(path)  # no socket file

@@ -29,7 +29,7 @@ def test_a_small_backup_run_imports_nothing_it_does_not_use(tmp_path: Path) -> N
     config = backup_config(tmp_path / "c.json", tmp_path / "root", [obj("a", inline("echo", "a"))])
     code = (
         "import json, sys\n"
-        "from palhm.cli import main\n"
+        "from palhm.cli.main import main\n"
         f"status = main(['-q', '-f', {str(config)!r}, 'run', {TASK!r}])\n"
         "print(json.dumps([status, sorted(sys.modules)]))\n"
     )

@@ -1,4 +1,4 @@
-"""Sinks and helpers for the tests of palhm.execute and palhm.routine (real processes)."""
+"""Sinks and helpers for the tests of palhm.engine.execute and .routine (real processes)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from palhm.backup import run_backup
+from palhm.engine.backup import run_backup
 from palhm.model import BackupObject, BackupTask, Exec, ObjectGroup, PrefixSpec
 from tests.helpers import need_program, run_palhm
 from tests.integration.backup_support import (

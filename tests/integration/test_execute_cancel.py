@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from palhm.engine.execute import run_command, run_pipeline
 from palhm.errors import Cancelled, CommandError, PipelineError
-from palhm.execute import run_command, run_pipeline
 from tests.helpers import descendants
 from tests.integration.execute_support import (
     MemorySink,
@@ -154,7 +154,7 @@ def test_stages_die_with_a_sigkilled_palhm(tmp_path: Path) -> None:
     pid_file = tmp_path / "stage"
     runner = f"""
 import sys
-from palhm.execute import run_pipeline
+from palhm.engine.execute import run_pipeline
 from palhm.model import Exec
 from tests.integration.execute_support import FileSink
 stage = Exec(argv=("sh", "-c", "echo $$ > {pid_file}; exec sleep 100"))

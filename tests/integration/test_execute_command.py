@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from palhm.engine.execute import run_command
 from palhm.errors import Cancelled, CommandError
-from palhm.execute import run_command
 from tests.integration.execute_support import bounded, ex, py
 
 BOTH_STREAMS = "import sys; print('to-stdout'); print('to-stderr', file=sys.stderr)"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from palhm.engine.execute import PipelineResult, StageResult, run_pipeline
 from palhm.errors import BackendError, PipelineError
-from palhm.execute import PipelineResult, StageResult, run_pipeline
 from palhm.model import Exec
 from tests.integration.execute_support import (
     FailingSink,

@@ -11,8 +11,8 @@ import yaml
 from palhm.bootreport import send_boot_report
 from palhm.errors import MailError
 from palhm.model import BootReport
-from palhm.mua import create_mua
-from palhm.mua.mailx import MailxMua
+from palhm.notify.mua import create_mua
+from palhm.notify.mua.mailx import MailxMua
 from tests.helpers import need_program
 from tests.services.smtp import SmtpReceiver, free_port
 

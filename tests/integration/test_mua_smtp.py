@@ -12,8 +12,8 @@ import yaml
 from palhm.bootreport import send_boot_report
 from palhm.errors import MailError
 from palhm.model import BootReport
-from palhm.mua import create_mua
-from palhm.mua.smtp import SmtpSettings
+from palhm.notify.mua import create_mua
+from palhm.notify.mua.smtp import SmtpSettings
 from tests.services.smtp import AUTH_PASSWORD, AUTH_USER, SmtpReceiver, TlsReceivers, free_port
 
 RCPT = ["root@example.test"]

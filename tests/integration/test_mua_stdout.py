@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from palhm.mua import create_mua
+from palhm.notify.mua import create_mua
 
 
 def test_stdout_mua_prints_subject_recipients_and_body(capsys: pytest.CaptureFixture[str]) -> None:

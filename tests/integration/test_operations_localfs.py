@@ -12,10 +12,10 @@ from types import MappingProxyType
 
 import pytest
 
-from palhm.backup import run_backup
+from palhm.engine.backup import run_backup
 from palhm.errors import BackendError, UsageError
 from palhm.model import BackupObject, BackupTask, Config, Exec, PrefixSpec
-from palhm.operations import VerifyError, get_object, list_text, verify
+from palhm.ops.operations import VerifyError, get_object, list_text, verify
 
 # microsecond prefixes: several copies a second without a collision
 PREFIX = PrefixSpec(kind="iso8601", timespec="microseconds")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from palhm import interrupts
+from palhm.engine import interrupts
+from palhm.engine.routine import run_routine
 from palhm.errors import CommandError, Interrupted, PalhmError
 from palhm.model import Builtin, RoutineItem, RoutineTask, TaskRef
-from palhm.routine import run_routine
 from tests.integration.execute_support import bounded, ex, py, wait_for_file, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,7 +153,7 @@ def test_sigmask_blocks_signals_for_palhm_and_later_items(tmp_path: Path) -> Non
     code = f"""
         import signal
         from palhm.model import Builtin, Exec, RoutineTask, SigmaskAction
-        from palhm.routine import run_routine
+        from palhm.engine.routine import run_routine
         block = Builtin("sigmask", sigmask=(
             SigmaskAction("block", (signal.SIGTERM, signal.SIGUSR1)),
             SigmaskAction("unblock", (signal.SIGUSR1,)),
@@ -175,9 +175,9 @@ def test_sigmask_keeps_palhm_alive_through_a_blocked_sigterm(tmp_path: Path) -> 
     log = tmp_path / "log"
     code = f"""
         import os, signal
-        from palhm import interrupts
+        from palhm.engine import interrupts
         from palhm.model import Builtin, Exec, RoutineTask, SigmaskAction
-        from palhm.routine import run_routine
+        from palhm.engine.routine import run_routine
         interrupts.install_handlers()
         block = Builtin("sigmask", sigmask=(SigmaskAction("block", (signal.SIGTERM,)),))
         term_self = Exec(argv=("sh", "-c", "kill -TERM $PPID"))

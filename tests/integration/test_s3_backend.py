@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from palhm.backends import s3, s3_transition
 from palhm.backends.base import MANIFEST_NAME, ObjectSink
-from palhm.backends.s3 import S3Backend
-from palhm.backends.s3_upload import PartSchedule, S3Limits
+from palhm.backends.s3 import backend as s3
+from palhm.backends.s3 import transition as s3_transition
+from palhm.backends.s3.backend import S3Backend
+from palhm.backends.s3.upload import PartSchedule, S3Limits
 from palhm.errors import BackendError, CollisionError, LockedError
 from palhm.manifest import Manifest, building_manifest, encode_manifest
 from tests.services.moto import MotoServer

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from palhm import aws
-from palhm.backends import s3
-from palhm.backends.s3 import S3Backend, storage_class_warnings, store_name
-from palhm.backends.s3_upload import GiB, MiB, S3Limits, TiB, check_announced_size, plan_parts
+from palhm.backends.s3 import backend as s3
+from palhm.backends.s3.backend import S3Backend, storage_class_warnings, store_name
+from palhm.backends.s3.upload import GiB, MiB, S3Limits, TiB, check_announced_size, plan_parts
 from palhm.errors import BackendError
 from palhm.manifest import Manifest, building_manifest, encode_manifest
 from tests.helpers import run_palhm, write_config

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from palhm.backends import s3
-from palhm.backends.s3 import S3Backend
-from palhm.backends.s3_upload import S3Limits
+from palhm.backends.s3 import backend as s3
+from palhm.backends.s3.backend import S3Backend
+from palhm.backends.s3.upload import S3Limits
 from palhm.errors import BackendError
 from tests.services.moto import client_env, free_port, need_moto, start_moto_server
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from palhm.errors import MailError
-from palhm.mua import create_mua
-from palhm.mua.sns import MAX_MESSAGE
+from palhm.notify.mua import create_mua
+from palhm.notify.mua.sns import MAX_MESSAGE
 from tests.services.moto import MotoServer, SnsTopic, subscribe_topic
 
 pytestmark = pytest.mark.services

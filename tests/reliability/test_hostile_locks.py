@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from palhm import rundir
-from palhm.backends import s3_lock
+from palhm.backends.s3 import lock as s3_lock
 from tests.helpers import need_program
 from tests.reliability.hostile import OTHER, as_other, other_dir, palhm, small, task, write
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from palhm import strays
+from palhm.engine import strays
 from tests.helpers import wait_for
 from tests.ping_receiver import PingReceiver
 from tests.reliability.hostile import copies, hidden, palhm, sh, small, start_palhm, task, write

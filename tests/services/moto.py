@@ -200,7 +200,7 @@ def s3_bucket(moto_server: MotoServer, moto_env: dict[str, str]) -> Iterator[str
 def s3_backend_factory(moto_server: MotoServer, s3_bucket: str) -> Callable[..., Any]:
     """`(task_id, **params) -> S3Backend` on the test's bucket; params are the model's
     snake_case backend_param keys (bucket and root may be overridden)."""
-    from palhm.backends.s3 import S3Backend
+    from palhm.backends.s3.backend import S3Backend
 
     def make(task_id: str, **params: Any) -> S3Backend:
         merged = {

@@ -9,15 +9,15 @@ import sys
 import pytest
 
 from palhm import aws
-from palhm.backends.s3 import S3Backend
+from palhm.backends.s3.backend import S3Backend
 from palhm.errors import BackendError, MailError
-from palhm.mua.sns import SnsMua
+from palhm.notify.mua.sns import SnsMua
 
 
 def test_importing_the_aws_plugins_does_not_load_boto3() -> None:
     code = (
-        "import sys, palhm.aws, palhm.backends.s3, palhm.mua.sns\n"
-        "palhm.backends.s3.S3Backend({'bucket': 'b', 'root': 'r'}, task_id='t')\n"
+        "import sys, palhm.aws, palhm.backends.s3.backend, palhm.notify.mua.sns\n"
+        "palhm.backends.s3.backend.S3Backend({'bucket': 'b', 'root': 'r'}, task_id='t')\n"
         "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from palhm.builtins import BUILTINS, run_builtin
+from palhm.engine.builtins import BUILTINS, run_builtin
 from palhm.errors import PalhmError
 from palhm.model import Builtin, SigmaskAction
 

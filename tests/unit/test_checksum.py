@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from palhm.checksum import ALGORITHMS, CHECK_COMMANDS, digest_bytes, new_hasher
+from palhm.engine.checksum import ALGORITHMS, CHECK_COMMANDS, digest_bytes, new_hasher
 from tests.helpers import need_program
 
 DATA = os.urandom(3 * (1 << 20) + 17)

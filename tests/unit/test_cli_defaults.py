@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from palhm import cli
+from palhm.cli import main as cli
 
 DOC = {"tasks": [{"id": "default", "type": "routine", "routine": []}]}
 

@@ -1,4 +1,4 @@
-"""Pure parts of palhm.execute: the stderr tail, the environment, the result types."""
+"""Pure parts of palhm.engine.execute: the stderr tail, the environment, the result types."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import os
 
 import pytest
 
-from palhm import execute
-from palhm.execute import STDERR_TAIL_LINES, PipelineResult, StageResult, _environment, _StderrTail
+from palhm.engine import execute
+from palhm.engine.execute import (
+    STDERR_TAIL_LINES,
+    PipelineResult,
+    StageResult,
+    _environment,
+    _StderrTail,
+)
 from palhm.model import Exec
 
 
@@ -84,7 +90,7 @@ def test_results_are_frozen() -> None:
 
 
 def test_hashlib_and_checksum_hashers_satisfy_the_protocol() -> None:
-    from palhm.checksum import ALGORITHMS
+    from palhm.engine.checksum import ALGORITHMS
 
     hashers: list[execute.Hasher] = [hashlib.sha256()]
     hashers += [factory() for factory in ALGORITHMS.values() if factory is not None]

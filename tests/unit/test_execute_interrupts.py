@@ -1,4 +1,4 @@
-"""palhm.interrupts: SIGINT/SIGTERM recorded, CANCEL set, Interrupted raised after clean-up."""
+"""palhm.engine.interrupts: SIGINT/SIGTERM recorded, CANCEL set, Interrupted raised after."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from palhm import interrupts
+from palhm.engine import interrupts
 from palhm.errors import ExitStatus, Interrupted
 
 WAIT = 30.0  # s; a bound, not a speed check

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from palhm.graph import GroupGraphError, GroupSchedule, find_cycle, group_dependencies
+from palhm.engine.graph import GroupGraphError, GroupSchedule, find_cycle, group_dependencies
 from palhm.model import BackupObject, Exec, ObjectGroup
 
 CAT = (Exec(("cat",)),)

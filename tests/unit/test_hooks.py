@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from palhm.backends.base import CopyInfo
-from palhm.backup import BackupResult
+from palhm.engine.backup import BackupResult
+from palhm.engine.rotation import Decision, RotationPlan
 from palhm.errors import PipelineError
-from palhm.hooks import RunReport, describe_hook, run_with_hooks
 from palhm.manifest import Manifest, ObjectRecord
 from palhm.model import (
     BackupObject,
@@ -25,7 +25,7 @@ from palhm.model import (
     PingHook,
     RoutineTask,
 )
-from palhm.rotation import Decision, RotationPlan
+from palhm.notify.hooks import RunReport, describe_hook, run_with_hooks
 from tests.ping_receiver import PingReceiver, dead_url
 
 

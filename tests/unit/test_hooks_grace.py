@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from palhm import interrupts
+from palhm.engine import interrupts
+from palhm.engine.routine import run_item
 from palhm.errors import Cancelled
-from palhm.hooks import _Grace
 from palhm.model import Exec
-from palhm.routine import run_item
+from palhm.notify.hooks import _Grace
 
 
 @pytest.mark.usefixtures("handlers")

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from palhm.errors import PipelineError
-from palhm.hooks import RunReport, exit_code, render, render_json
+from palhm.notify.hooks import RunReport, exit_code, render, render_json
 
 
 def test_known_placeholders_are_replaced_and_everything_else_kept() -> None:

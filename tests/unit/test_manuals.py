@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from palhm import cli
+from palhm.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
 

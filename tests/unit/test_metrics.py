@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from palhm.metrics import RunMetrics, update_textfile
+from palhm.notify.metrics import RunMetrics, update_textfile
 from tests.prometheus_text import FormatError, by_task, parse_prometheus
 
 # --------------------------------------------------------------------------- tests
@@ -147,7 +147,7 @@ def test_strict_parser_rejects_what_prometheus_rejects() -> None:
 
 
 def test_a_drill_replaces_only_the_drill_series_and_a_run_keeps_them(tmp_path: Path) -> None:
-    from palhm.metrics import DrillMetrics, update_drill_textfile
+    from palhm.notify.metrics import DrillMetrics, update_drill_textfile
 
     path = tmp_path / "palhm.prom"
     update_textfile(path, RunMetrics("db", 1000.0, 5.0, True, backup=True, bytes_written=7))

@@ -17,7 +17,7 @@ from palhm.backends.base import Backend, CopyInfo, CopyWriter
 from palhm.errors import BackendError, UsageError
 from palhm.manifest import Manifest, ObjectRecord, encode_manifest
 from palhm.model import BackupObject, BackupTask, Config, Exec, RoutineTask
-from palhm.operations import VerifyError, backup_task, resolve_copy, verify
+from palhm.ops.operations import VerifyError, backup_task, resolve_copy, verify
 
 TASK = BackupTask("db", "null", (BackupObject("x", (Exec(("true",)),)),))
 
@@ -122,7 +122,7 @@ def test_routine_task_is_refused_with_the_backup_tasks_listed() -> None:
 
 def test_damaged_manifest_is_reported_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = MemoryBackend({OLD: ("complete", {"a": b"1"}, b"{not json")})
-    monkeypatch.setattr("palhm.operations.open_backend", lambda config, task: backend)
+    monkeypatch.setattr("palhm.ops.operations.open_backend", lambda config, task: backend)
     config = Config(source=Path("c.jsonc"), tasks={"db": TASK})
     with pytest.raises(VerifyError, match="damaged manifest"):
         verify(config, TASK, "latest")
@@ -131,7 +131,7 @@ def test_damaged_manifest_is_reported_not_a_traceback(monkeypatch: pytest.Monkey
 def test_size_only_manifest_detects_a_size_change(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = complete(OLD, {"a": b"12345"})
     backend = MemoryBackend({OLD: ("complete", {"a": b"1234"}, entry[2])})
-    monkeypatch.setattr("palhm.operations.open_backend", lambda config, task: backend)
+    monkeypatch.setattr("palhm.ops.operations.open_backend", lambda config, task: backend)
     config = Config(source=Path("c.jsonc"), tasks={"db": TASK})
     with pytest.raises(VerifyError, match=r"size differs: a \(manifest 5 bytes, stored 4 bytes\)"):
         verify(config, TASK, "latest")

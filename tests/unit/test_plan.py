@@ -23,7 +23,7 @@ from palhm.model import (
     SigmaskAction,
     TaskRef,
 )
-from palhm.plan import describe_plan, group_waves
+from palhm.ops.plan import describe_plan, group_waves
 from palhm.values import ExitCodeSpec, Limit
 
 NOW = datetime(2024, 3, 5, 6, 7, 8, tzinfo=UTC)

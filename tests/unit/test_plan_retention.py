@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from palhm.backends.base import CopyInfo
+from palhm.engine.rotation import RotationPlan, plan_rotation
 from palhm.model import PrefixSpec, RetentionPolicy
 from palhm.prefix import make_prefix
-from palhm.rotation import RotationPlan, plan_rotation
 from palhm.values import Limit
 
 YEAR = 2023  # 2023-12-31 is a Sunday: the end of ISO week 52

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from palhm.progress import (
+from palhm.engine.progress import (
     ProgressBoard,
     human_duration,
     human_size,

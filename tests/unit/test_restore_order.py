@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from palhm.manifest import ObjectRecord
 from palhm.model import BackupObject, BackupTask, Exec, ObjectGroup
-from palhm.restore import restore_order
+from palhm.ops.restore import restore_order
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CAT = (Exec(argv=("cat",)),)

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from palhm.backends.base import CopyInfo, CopyState
+from palhm.engine.rotation import CURRENT, FUTURE, NOT_KEPT, OVER_COUNT, OVER_SIZE, plan_rotation
 from palhm.model import RetentionPolicy
-from palhm.rotation import CURRENT, FUTURE, NOT_KEPT, OVER_COUNT, OVER_SIZE, plan_rotation
 from palhm.values import Limit
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday

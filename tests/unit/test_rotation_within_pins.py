@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from palhm.backends.base import CopyInfo
 from palhm.durations import Duration, parse_duration
+from palhm.engine.rotation import PINNED, SUPERSEDED, plan_rotation
 from palhm.model import RetentionPolicy
-from palhm.rotation import PINNED, SUPERSEDED, plan_rotation
 from palhm.values import Limit
 
 T0 = datetime(2024, 3, 31, 12, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from palhm.backends.s3_upload import (
+from palhm.backends.s3.upload import (
     AWS_LIMITS,
     GiB,
     MiB,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from palhm.backends.s3_upload import (
+from palhm.backends.s3.upload import (
     PartSchedule,
     S3Limits,
     S3ObjectSink,

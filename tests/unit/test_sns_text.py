@@ -7,7 +7,7 @@ import re
 import pytest
 
 from palhm.errors import MailError
-from palhm.mua.sns import MAX_MESSAGE, arn_region, sns_message, sns_subject, target_args
+from palhm.notify.mua.sns import MAX_MESSAGE, arn_region, sns_message, sns_subject, target_args
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:boot-reports"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from palhm.backends.base import ObjectSink
-from palhm.throttle import Throttle, ThrottledSink, parse_rate
+from palhm.backends.throttle import Throttle, ThrottledSink, parse_rate
 
 
 @pytest.mark.parametrize(

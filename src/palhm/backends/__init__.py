@@ -17,7 +17,7 @@ from palhm.modules import backend_names
 BACKENDS: Final[dict[str, str]] = {
     "null": "palhm.backends.null:NullBackend",
     "localfs": "palhm.backends.localfs:LocalfsBackend",
-    "aws-s3": "palhm.backends.s3:S3Backend",  # module "aws"
+    "aws-s3": "palhm.backends.s3.backend:S3Backend",  # module "aws"
 }
 
 

@@ -23,7 +23,7 @@ from palhm.config.convert import normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
 from palhm.durations import parse_duration
-from palhm.guards import parse_percent
+from palhm.engine.guards import parse_percent
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 _LIFTED: Final = frozenset(

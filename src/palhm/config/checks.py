@@ -16,16 +16,16 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from palhm.backends.throttle import parse_rate
 from palhm.config.convert import expected, normalise_object_path, parse_limit
 from palhm.config.merge import Entry, Merged
 from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
 from palhm.config.validate import schema_issues
 from palhm.durations import parse_duration
-from palhm.guards import parse_percent
+from palhm.engine.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
-from palhm.mua import MUAS
-from palhm.throttle import parse_rate
+from palhm.notify.mua import MUAS
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 HOOK_KEYS: Final = ("on-start", "on-success", "on-failure", "finally")

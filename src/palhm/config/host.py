@@ -17,7 +17,7 @@ from typing import Any
 
 from palhm.model import BackupTask, Config, Exec
 from palhm.modules import MODULES, missing_libraries
-from palhm.mua.mailx import find_exec
+from palhm.notify.mua.mailx import find_exec
 
 
 def host_warnings(config: Config, effective: Mapping[str, Any] | None = None) -> list[str]:

@@ -129,7 +129,7 @@ def test_a_task_without_drill_has_none(tmp_path: Path) -> None:
 def test_config_show_and_schema_include_restore_and_drill(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from palhm.cli import main
+    from palhm.cli.main import main
 
     document = {
         "tasks": [

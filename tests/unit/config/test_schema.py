@@ -16,7 +16,7 @@ from palhm.config import load_config, schema_text
 from palhm.config.validate import schema
 from palhm.model import BackupTask
 from palhm.modules import MODULES, backend_names
-from palhm.mua import MUAS
+from palhm.notify.mua import MUAS
 from tests.unit.config.util import backup, inline, obj, problems, routine, write
 
 

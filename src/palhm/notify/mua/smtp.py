@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from palhm.errors import MailError
-from palhm.mua.base import Mua
+from palhm.notify.mua.base import Mua
 
 log = logging.getLogger(__name__)
 

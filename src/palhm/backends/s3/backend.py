@@ -61,7 +61,6 @@ from typing import IO, Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 from palhm import aws, faults
-from palhm.backends import s3_transition
 from palhm.backends.base import (
     MANIFEST_NAME,
     REMOVABLE_STATES,
@@ -73,9 +72,10 @@ from palhm.backends.base import (
     judge_manifest,
     warn_damaged,
 )
-from palhm.backends.s3_lock import hold_lock, lock_path
-from palhm.backends.s3_reader import S3BodyReader
-from palhm.backends.s3_upload import (
+from palhm.backends.s3 import transition as s3_transition
+from palhm.backends.s3.lock import hold_lock, lock_path
+from palhm.backends.s3.reader import S3BodyReader
+from palhm.backends.s3.upload import (
     AWS_LIMITS,
     S3Limits,
     S3ObjectSink,
@@ -84,10 +84,10 @@ from palhm.backends.s3_upload import (
     check_announced_size,
     plan_parts,
 )
+from palhm.backends.throttle import Throttle, ThrottledSink, parse_rate
 from palhm.errors import BackendError, CollisionError
 from palhm.manifest import parse_manifest
 from palhm.prefix import is_prefix, sort_by_prefix
-from palhm.throttle import Throttle, ThrottledSink, parse_rate
 
 log = logging.getLogger(__name__)
 

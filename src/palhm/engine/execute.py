@@ -95,8 +95,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Protocol
 
-from palhm import faults, strays
+from palhm import faults
 from palhm.backends.base import ObjectSink
+from palhm.engine import strays
 from palhm.errors import (
     BackendError,
     Cancelled,

@@ -11,7 +11,7 @@ from typing import Any
 
 def backup_document(result: object) -> dict[str, Any]:
     """`copy`, `objects` and `rotation` of a BackupResult; {} for anything else."""
-    from palhm.backup import BackupResult
+    from palhm.engine.backup import BackupResult
 
     if not isinstance(result, BackupResult):
         return {}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from palhm.errors import MailError
-from palhm.mua.base import Mua
+from palhm.notify.mua.base import Mua
 
 log = logging.getLogger(__name__)
 

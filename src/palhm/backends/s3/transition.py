@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final
+from contextlib import AbstractContextManager
+from typing import Any, Final, Protocol
 
 from palhm import aws
-from palhm.backends.s3_upload import GiB, MiB
+from palhm.backends.s3.upload import GiB, MiB
 from palhm.errors import BackendError
 
-if TYPE_CHECKING:
-    from palhm.backends.s3 import S3Backend
-
 log = logging.getLogger(__name__)
+
+
+class Bucket(Protocol):
+    """What a move needs of the backend: its client, bucket, checksum setting and error
+    translation. The S3 backend is one; this module never imports it (no cycle)."""
+
+    bucket: str
+
+    @property
+    def checksum(self) -> str | None: ...
+
+    @property
+    def client(self) -> Any: ...
+
+    def errors(self, where: str, action: str) -> AbstractContextManager[None]: ...
+
 
 # Module constants so tests can take the multipart branch with small objects.
 MULTIPART_COPY_THRESHOLD: int = 5 * GiB  # CopyObject's limit
@@ -34,7 +48,7 @@ KEPT_HEADERS: Final = (
 )  # fmt: skip
 
 
-def change_storage_class(backend: S3Backend, key: str, size: int, storage_class: str) -> None:
+def change_storage_class(backend: Bucket, key: str, size: int, storage_class: str) -> None:
     """Rewrite s3://BUCKET/KEY in `storage_class`. Raises BackendError naming the key."""
     log.debug("s3://%s/%s: moving to %s", backend.bucket, key, storage_class)
     if size <= MULTIPART_COPY_THRESHOLD:
@@ -43,7 +57,7 @@ def change_storage_class(backend: S3Backend, key: str, size: int, storage_class:
         _multipart_copy(backend, key, size, storage_class)
 
 
-def _copy_in_place(backend: S3Backend, key: str, storage_class: str) -> None:
+def _copy_in_place(backend: Bucket, key: str, storage_class: str) -> None:
     args: dict[str, Any] = {
         "Bucket": backend.bucket,
         "Key": key,
@@ -80,7 +94,7 @@ def copy_ranges(size: int) -> list[tuple[int, int]]:
     return [(start, min(start + part, size) - 1) for start in range(0, size, part)]
 
 
-def _multipart_copy(backend: S3Backend, key: str, size: int, storage_class: str) -> None:
+def _multipart_copy(backend: Bucket, key: str, size: int, storage_class: str) -> None:
     where = f"s3://{backend.bucket}/{key}"
     with backend.errors(where, f"moving to {storage_class}"):
         head = backend.client.head_object(Bucket=backend.bucket, Key=key)
@@ -110,7 +124,7 @@ def _multipart_copy(backend: S3Backend, key: str, size: int, storage_class: str)
 
 
 def _copy_parts(
-    backend: S3Backend, key: str, upload_id: str, etag: str, size: int
+    backend: Bucket, key: str, upload_id: str, etag: str, size: int
 ) -> list[dict[str, Any]]:
     """UploadPartCopy of every range, a few at a time; the ETag guard makes S3 refuse
     if the object changed meanwhile."""
@@ -138,7 +152,7 @@ def _copy_parts(
         return list(pool.map(copy_part, enumerate(copy_ranges(size), start=1)))
 
 
-def _abort_quietly(backend: S3Backend, key: str, upload_id: str) -> None:
+def _abort_quietly(backend: Bucket, key: str, upload_id: str) -> None:
     try:
         backend.client.abort_multipart_upload(Bucket=backend.bucket, Key=key, UploadId=upload_id)
     except Exception as exc:  # the original failure is what the user must see

@@ -22,8 +22,8 @@ from palhm import __version__
 from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
 
 if TYPE_CHECKING:
-    from palhm.hooks import RunReport
     from palhm.model import Config
+    from palhm.notify.hooks import RunReport
 
 log = logging.getLogger("palhm")
 
@@ -239,7 +239,8 @@ def _task_id(config_tasks: Sequence[str], wanted: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from palhm import interrupts, runner, strays
+    from palhm.cli import runner
+    from palhm.engine import interrupts, strays
 
     config, verbosity = _load(args)
     task_id = _task_id(list(config.tasks), args.task)
@@ -286,7 +287,7 @@ def _config_warnings(config: Config) -> None:
 
     for task in config.tasks.values():
         if isinstance(task, BackupTask) and task.backend == "aws-s3":
-            from palhm.backends.s3 import storage_class_warnings
+            from palhm.backends.s3.backend import storage_class_warnings
 
             for warning in storage_class_warnings(task.id, task.backend_param):
                 print(f"palhm: warning: {warning}", file=sys.stderr)
@@ -299,7 +300,7 @@ def cmd_schema(args: argparse.Namespace) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from palhm.init import init
+    from palhm.ops.init import init
 
     target = Path(args.target or args.file or DEFAULT_CONFIG_PATHS[0])
     init(target, force=args.force, root=args.root, mail_to=args.mail_to)
@@ -328,7 +329,7 @@ def cmd_boot_report(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from palhm import operations
+    from palhm.ops import operations
 
     config, _ = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
@@ -336,7 +337,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from palhm import operations
+    from palhm.ops import operations
 
     config, verbosity = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
@@ -344,7 +345,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    from palhm import operations
+    from palhm.ops import operations
 
     config, _ = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
@@ -352,7 +353,8 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
-    from palhm import interrupts, operations, restore
+    from palhm.engine import interrupts
+    from palhm.ops import operations, restore
 
     config, verbosity = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
@@ -378,7 +380,8 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 
 def cmd_drill(args: argparse.Namespace) -> None:
-    from palhm import drill, interrupts, operations
+    from palhm.engine import interrupts
+    from palhm.ops import drill, operations
 
     config, verbosity = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
@@ -395,7 +398,7 @@ def cmd_drill(args: argparse.Namespace) -> None:
 
 
 def cmd_pin(args: argparse.Namespace) -> None:
-    from palhm import operations
+    from palhm.ops import operations
 
     config, _ = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))

@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Final
 
-from palhm.checksum import new_hasher
+from palhm.engine.checksum import new_hasher
+from palhm.engine.execute import StageResult, _data_pipe, _flush_stdout, _Run
 from palhm.errors import BackendError, Cancelled, PalhmError, PipelineError, format_argv
-from palhm.execute import StageResult, _data_pipe, _flush_stdout, _Run
 from palhm.manifest import ObjectRecord
 from palhm.model import Exec
 

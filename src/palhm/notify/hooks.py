@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from palhm import __version__, interrupts
+from palhm import __version__
+from palhm.engine import interrupts
+from palhm.engine.progress import human_size
 from palhm.errors import Cancelled, ExitStatus, PalhmError
-from palhm.metrics import RunMetrics, update_textfile
 from palhm.model import (
     DEFAULT_VL,
     BackupTask,
@@ -56,7 +57,7 @@ from palhm.model import (
     Task,
     TaskRef,
 )
-from palhm.progress import human_size
+from palhm.notify.metrics import RunMetrics, update_textfile
 
 if TYPE_CHECKING:
     import http.client
@@ -124,7 +125,7 @@ class RunReport:
 
     def document(self) -> dict[str, Any]:
         """The run summary: what `run --json` prints and templates draw from."""
-        from palhm.summary import backup_document
+        from palhm.notify.summary import backup_document
 
         document: dict[str, Any] = {
             "task": self.task_id,
@@ -265,7 +266,7 @@ class _Session:
         return result  # type: ignore[return-value]  # no error: action returned
 
     def _make_report(self, result: object, status: Status) -> RunReport:
-        from palhm.backup import BackupResult
+        from palhm.engine.backup import BackupResult
 
         error = self.error
         if result is None and error is not None:
@@ -319,7 +320,7 @@ class _Session:
         self, event: Event, index: int, item: Exec | TaskRef | Builtin, report: RunReport,
         grace: _Grace | None,
     ) -> None:  # fmt: skip
-        from palhm.routine import run_item
+        from palhm.engine.routine import run_item
 
         def run_pointer(task_id: str) -> None:
             if self.run_task is None:
@@ -534,7 +535,7 @@ def _close(connection: http.client.HTTPConnection) -> None:
 
 def send_mail(hook: MailHook, report: RunReport) -> None:
     """Send the report through the hook's MUA. Raises MailError (or KeyError: unknown MUA)."""
-    from palhm.mua import create_mua
+    from palhm.notify.mua import create_mua
 
     subject = (hook.subject or DEFAULT_SUBJECT).replace("{task}", report.task_id)
     subject = subject.replace("{status}", report.status)

@@ -38,14 +38,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from palhm import faults, interrupts
+from palhm import faults
 from palhm.backends import backend_class
 from palhm.backends.base import Backend, CopyInfo, CopyWriter
-from palhm.checksum import new_hasher
+from palhm.engine import interrupts
+from palhm.engine.checksum import new_hasher
+from palhm.engine.execute import PipelineResult, run_pipeline
+from palhm.engine.graph import GroupSchedule
+from palhm.engine.guards import SuspectCopyError, previous_sizes, suspect_reasons
+from palhm.engine.pins import read_pins
+from palhm.engine.progress import ProgressBoard, open_board
+from palhm.engine.rotation import FUTURE, RotationPlan, plan_rotation
 from palhm.errors import BackendError, Cancelled, LockedError, PipelineError, RotationError
-from palhm.execute import PipelineResult, run_pipeline
-from palhm.graph import GroupSchedule
-from palhm.guards import SuspectCopyError, previous_sizes, suspect_reasons
 from palhm.manifest import (
     Manifest,
     ObjectRecord,
@@ -55,10 +59,7 @@ from palhm.manifest import (
     parse_manifest,
 )
 from palhm.model import DEFAULT_VL, BackupObject, BackupTask
-from palhm.pins import read_pins
 from palhm.prefix import make_prefix
-from palhm.progress import ProgressBoard, open_board
-from palhm.rotation import FUTURE, RotationPlan, plan_rotation
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from typing import IO, Any, BinaryIO, Final
 
 from palhm.backends import backend_class
 from palhm.backends.base import Backend, CopyInfo
-from palhm.checksum import new_hasher
+from palhm.engine.checksum import new_hasher
+from palhm.engine.progress import human_duration, human_size
 from palhm.errors import BackendError, PalhmError, UsageError
 from palhm.manifest import Manifest, ObjectRecord, parse_manifest
 from palhm.model import BackupTask, Config
 from palhm.prefix import parse_prefix
-from palhm.progress import human_duration, human_size
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +205,8 @@ def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
 
 def copy_marks(backend: Backend, copies: Sequence[CopyInfo]) -> dict[str, list[str]]:
     """prefix -> its marks: `pinned`, `suspect` (doc/operations.md)."""
-    from palhm.backup import suspect_copies
-    from palhm.pins import read_pins
+    from palhm.engine.backup import suspect_copies
+    from palhm.engine.pins import read_pins
 
     pins, suspect = read_pins(backend), suspect_copies(backend, copies)
     return {
@@ -279,7 +279,7 @@ def _copy_table(
 def pin(config: Config, task: BackupTask, prefix: str, *, pinned: bool) -> str:
     """Pin (rotation never removes it) or unpin one complete or legacy copy, under the
     root's lock so a running rotation never misses a pin. The line to print."""
-    from palhm.pins import set_pin
+    from palhm.engine.pins import set_pin
 
     backend = open_backend(config, task)
     with backend.lock():
@@ -319,7 +319,7 @@ def _verify_metrics(config: Config, task: BackupTask, *, success: bool, tally: l
     import logging
     import time
 
-    from palhm.metrics import VerifyMetrics, update_textfile
+    from palhm.notify.metrics import VerifyMetrics, update_textfile
 
     if config.metrics_textfile is None:
         return

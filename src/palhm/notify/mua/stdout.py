@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from palhm.mua.base import Mua
+from palhm.notify.mua.base import Mua
 
 
 class StdoutMua(Mua):

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Final
 
 from palhm.backends.base import Backend, CopyInfo
-from palhm.backup import suspect_copies, worker_count
+from palhm.engine.backup import suspect_copies, worker_count
+from palhm.engine.graph import group_dependencies
+from palhm.engine.pins import read_pins
+from palhm.engine.progress import human_size
+from palhm.engine.rotation import RotationPlan, plan_rotation
 from palhm.errors import BackendError
-from palhm.graph import group_dependencies
-from palhm.hooks import describe_hook
 from palhm.model import (
     BackupObject,
     BackupTask,
@@ -38,11 +40,9 @@ from palhm.model import (
     RoutineTask,
     TaskRef,
 )
-from palhm.operations import open_backend
-from palhm.pins import read_pins
+from palhm.notify.hooks import describe_hook
+from palhm.ops.operations import open_backend
 from palhm.prefix import make_prefix, parse_prefix
-from palhm.progress import human_size
-from palhm.rotation import RotationPlan, plan_rotation
 from palhm.values import DEFAULT_EC, signal_name
 
 INDENT: Final = "  "

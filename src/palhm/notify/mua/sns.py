@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from palhm import aws
 from palhm.errors import MailError
-from palhm.mua.base import Mua
+from palhm.notify.mua.base import Mua
 
 log = logging.getLogger(__name__)
 

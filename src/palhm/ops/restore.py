@@ -33,15 +33,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Final
 
-from palhm import operations
 from palhm.backends.base import Backend, CopyInfo
-from palhm.checksum import new_hasher
+from palhm.engine.checksum import new_hasher
+from palhm.engine.graph import group_dependencies
+from palhm.engine.progress import human_size
 from palhm.errors import BackendError, PalhmError, UsageError, format_argv
-from palhm.feed import StoredObjectError, differences, feed_pipeline
-from palhm.graph import group_dependencies
 from palhm.manifest import Manifest, ObjectRecord
 from palhm.model import DEFAULT_GROUP, BackupObject, BackupTask, Config, Exec
-from palhm.progress import human_size
+from palhm.ops import operations
+from palhm.ops.feed import StoredObjectError, differences, feed_pipeline
 
 log = logging.getLogger(__name__)
 

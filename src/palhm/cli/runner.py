@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from palhm.model import BackupTask, Config, RoutineTask
 
 if TYPE_CHECKING:
-    from palhm.hooks import RunReport
+    from palhm.notify.hooks import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def run_task(
 ) -> None:
     """Run one task. Raises PalhmError subclasses; the CLI maps them to exit statuses.
     `on_report` gets this task's final report (`run --json`), failed runs included."""
-    from palhm.hooks import run_with_hooks
+    from palhm.notify.hooks import run_with_hooks
 
     task = config.tasks[task_id]
 
@@ -54,7 +54,7 @@ def _run(config: Config, task: RoutineTask | BackupTask, *, verbosity: int) -> o
 
 
 def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
-    from palhm.routine import run_routine
+    from palhm.engine.routine import run_routine
 
     def run_pointer(task_id: str) -> None:
         run_task(config, task_id, verbosity=verbosity)
@@ -63,7 +63,7 @@ def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
 
 
 def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> object:
-    from palhm.backup import run_backup
+    from palhm.engine.backup import run_backup
 
     return run_backup(
         task, modules=config.modules, nb_workers=config.nb_workers, verbosity=verbosity
@@ -72,6 +72,6 @@ def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> object:
 
 def plan_text(config: Config, task_id: str) -> str:
     """What `run --dry-run` prints: the plan, running nothing."""
-    from palhm.plan import describe_plan
+    from palhm.ops.plan import describe_plan
 
     return describe_plan(config, task_id)

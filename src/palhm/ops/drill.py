@@ -38,12 +38,12 @@ from types import MappingProxyType
 from typing import Final
 
 from palhm.backends.base import Backend
+from palhm.engine.execute import _Run, run_command
 from palhm.errors import PalhmError, UsageError, format_argv
-from palhm.execute import _Run, run_command
-from palhm.hooks import run_with_hooks
-from palhm.metrics import DrillMetrics, update_drill_textfile
 from palhm.model import BackupTask, Config, Drill, DrillCheck, Exec, Hooks
-from palhm.restore import Plan, Step, open_copy, restore_order, restore_step
+from palhm.notify.hooks import run_with_hooks
+from palhm.notify.metrics import DrillMetrics, update_drill_textfile
+from palhm.ops.restore import Plan, Step, open_copy, restore_order, restore_step
 
 log = logging.getLogger(__name__)
 

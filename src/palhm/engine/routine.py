@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from palhm import interrupts
-from palhm.builtins import run_builtin
+from palhm.engine import interrupts
+from palhm.engine.builtins import run_builtin
+from palhm.engine.execute import run_command
 from palhm.errors import Cancelled
-from palhm.execute import run_command
 from palhm.model import Builtin, Exec, RoutineItem, RoutineTask, TaskRef
 
 log = logging.getLogger(__name__)

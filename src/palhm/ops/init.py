@@ -89,7 +89,7 @@ def socket_answers(path: str | tuple[str, int]) -> bool:
 
 
 def detect(answers: Callable[[str | tuple[str, int]], bool] = socket_answers) -> Host:
-    from palhm.mua.mailx import DEFAULT_EXEC, find_exec
+    from palhm.notify.mua.mailx import DEFAULT_EXEC, find_exec
 
     host = Host()
     mailx = find_exec(None)

@@ -6,13 +6,13 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, Final
 
-from palhm.mua.base import Mua
+from palhm.notify.mua.base import Mua
 
 MUAS: Final[dict[str, str]] = {
-    "stdout": "palhm.mua.stdout:StdoutMua",
-    "mailx": "palhm.mua.mailx:MailxMua",
-    "smtp": "palhm.mua.smtp:SmtpMua",
-    "aws-sns": "palhm.mua.sns:SnsMua",  # module "aws"
+    "stdout": "palhm.notify.mua.stdout:StdoutMua",
+    "mailx": "palhm.notify.mua.mailx:MailxMua",
+    "smtp": "palhm.notify.mua.smtp:SmtpMua",
+    "aws-sns": "palhm.notify.mua.sns:SnsMua",  # module "aws"
 }
 
 

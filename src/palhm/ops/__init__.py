@@ -1,0 +1,6 @@
+"""Operations on copies that already exist, and commands built from the engine:
+`list`/`verify`/`get` (`operations`), `run --dry-run` (`plan`), `restore` and the
+stream checked against the manifest (`feed`), restore drills (`drill`), `palhm init`.
+
+Above engine and notify; below cli (doc/design.md#layers).
+"""
