@@ -77,7 +77,7 @@ def test_kill_acts_exactly_at_the_nth_arrival() -> None:
 
 
 def test_term_goes_through_palhm_signal_handlers_and_continues() -> None:
-    setup = "from palhm import interrupts; interrupts.install_handlers()"
+    setup = "from palhm.engine import interrupts; interrupts.install_handlers()"
     result = _count_to(
         "lock-acquired:2:term",
         3,
