@@ -6,8 +6,10 @@ the place (file and JSON path, or task, object and stage) and what went wrong.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from enum import IntEnum
+from typing import Final
 
 
 class ExitStatus(IntEnum):
@@ -117,19 +119,26 @@ class MailError(PalhmError):
     """A mail user agent (mailx, SMTP, SNS) failed to send."""
 
 
+# errno values that mean "a limit was reached" rather than "a bug" or "bad input".
+RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+
+
 class ResourceError(PalhmError):
     """The system refused palhm a resource it needed to run a command (file
     descriptors, processes, memory): a limit to raise, not a bug."""
 
     def __init__(self, context: str, error: OSError) -> None:
-        import errno
+        super().__init__(f"{context}: cannot run: {describe_resource_error(error)}")
 
-        hint = ""
-        if error.errno in (errno.EMFILE, errno.ENFILE):
-            hint = " (raise the open-files limit, `ulimit -n`, or lower nb-workers)"
-        elif error.errno in (errno.EAGAIN, errno.ENOMEM):
-            hint = " (too many processes or not enough memory: lower nb-workers)"
-        super().__init__(f"{context}: cannot run: {error.strerror or error}{hint}")
+
+def describe_resource_error(error: OSError) -> str:
+    """The system's reason for a refused resource, and which limit to raise."""
+    hint = ""
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        hint = " (raise the open-files limit, `ulimit -n`, or lower nb-workers)"
+    elif error.errno in (errno.EAGAIN, errno.ENOMEM):
+        hint = " (too many processes or not enough memory: lower nb-workers)"
+    return f"{error.strerror or error}{hint}"
 
 
 class Interrupted(PalhmError):

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
 
 from palhm import __version__
-from palhm.errors import ConfigError, ExitStatus, PalhmError, UsageError
+from palhm.errors import (
+    RESOURCE_ERRNOS,
+    ConfigError,
+    ExitStatus,
+    PalhmError,
+    UsageError,
+    describe_resource_error,
+)
 
 if TYPE_CHECKING:
     from palhm.model import Config
@@ -491,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return int(ExitStatus.FAILURE)
     except OSError as error:
+        if error.errno in RESOURCE_ERRNOS:  # a limit reached anywhere (an import, a pipe)
+            print(f"palhm: error: {describe_resource_error(error)}", file=sys.stderr)
+            return int(ExitStatus.FAILURE)
         if not _output_error(error):
             return _internal_error(error, debug=debug)
         reason = error.strerror or "standard output is closed"

@@ -49,7 +49,15 @@ from palhm.engine.guards import SuspectCopyError, previous_sizes, suspect_reason
 from palhm.engine.pins import read_pins
 from palhm.engine.progress import ProgressBoard, open_board
 from palhm.engine.rotation import FUTURE, RotationPlan, plan_rotation
-from palhm.errors import BackendError, Cancelled, LockedError, PipelineError, RotationError
+from palhm.errors import (
+    RESOURCE_ERRNOS,
+    BackendError,
+    Cancelled,
+    LockedError,
+    PipelineError,
+    ResourceError,
+    RotationError,
+)
 from palhm.manifest import (
     Manifest,
     ObjectRecord,
@@ -101,6 +109,9 @@ def run_backup(
     copy remains), RotationError (the new copy is committed) or Interrupted.
     """
     backend = _make_backend(task, modules)
+    # Load the hash module now: imported lazily by a worker, it needs file descriptors
+    # at the moment the pipelines hold most of them (`ulimit -n` near the need).
+    new_hasher(task.checksum)
     interrupts.check()
     with _errors_name_task(task), _lock(backend, task):
         faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
@@ -432,6 +443,10 @@ class _ObjectBuilder:
             if str(error).startswith(context):
                 raise
             raise type(error)(f"{context}: {error}") from error
+        except OSError as error:
+            if error.errno not in RESOURCE_ERRNOS:
+                raise
+            raise ResourceError(context, error) from error
         finally:
             self.board.finish(obj.path)
         return _record(obj, self.task.checksum, result, start, attempts)
