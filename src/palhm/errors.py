@@ -24,6 +24,7 @@ class PalhmError(Exception):
     """Base of every error palhm reports without a traceback."""
 
     exit_status: ExitStatus = ExitStatus.FAILURE
+    every_line_an_error: bool = False  # each line is an error of its own (`palhm: error:`)
 
     def lines(self) -> list[str]:
         """The message as the lines printed on stderr."""

@@ -7,7 +7,7 @@ converted to these snake_case fields in exactly one place (config/build.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -194,6 +194,22 @@ class RoutineTask:
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """One place a backup task's copies go (doc/backup.md#several-destinations): a
+    backend with its own parameters, copy prefix form and retention. `name` is unique
+    in the task ("localfs", "aws-s3", "aws-s3-2" ... when the config gives none)."""
+
+    name: str
+    backend: str
+    backend_param: Mapping[str, Any] = field(default_factory=lambda: EMPTY_ENV)
+    prefix: PrefixSpec = PrefixSpec()
+    retention: RetentionPolicy = RetentionPolicy()
+
+
+Require: TypeAlias = Literal["all", "any"]
+
+
+@dataclass(frozen=True, slots=True)
 class BackupTask:
     """A backup task. `backend_param` holds the backend's own parameters with
     snake_case keys and parsed values (modes as int, sizes as int); the common
@@ -211,6 +227,30 @@ class BackupTask:
     drill: Drill | None = None
     max_shrink: float | None = None  # percent (guards.py)
     lock_wait: float = 0.0  # s to wait for the backend's lock
+    # Every destination, the first one's backend/params/prefix/retention repeated in
+    # the fields above; empty for a task built without the config layer (tests).
+    destinations: tuple[Destination, ...] = ()
+    require: Require = "all"  # which destinations must succeed for a run to commit
+
+    def all_destinations(self) -> tuple[Destination, ...]:
+        """The task's destinations (one, named after its backend, for a task built
+        with the single `backend` fields only)."""
+        if self.destinations:
+            return self.destinations
+        only = Destination(self.backend, self.backend, self.backend_param)
+        return (replace(only, prefix=self.prefix, retention=self.retention),)
+
+    def at(self, destination: Destination) -> BackupTask:
+        """This task seen through one destination: its backend, parameters, prefix and
+        retention, and that destination alone (what list, verify, rotation ... use)."""
+        return replace(
+            self,
+            backend=destination.backend,
+            backend_param=destination.backend_param,
+            prefix=destination.prefix,
+            retention=destination.retention,
+            destinations=(destination,),
+        )
 
 
 Task: TypeAlias = RoutineTask | BackupTask

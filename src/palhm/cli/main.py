@@ -467,7 +467,7 @@ def _report(error: PalhmError) -> None:
     lines = error.lines()
     print(prefix + lines[0], file=sys.stderr)
     for line in lines[1:]:
-        print(line, file=sys.stderr)
+        print(prefix + line if error.every_line_an_error else line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

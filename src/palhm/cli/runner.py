@@ -63,9 +63,9 @@ def _run_routine(config: Config, task: RoutineTask, *, verbosity: int) -> None:
 
 
 def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> object:
-    from palhm.engine.backup import run_backup
+    from palhm.engine.destinations import run_destinations
 
-    return run_backup(
+    return run_destinations(
         task, modules=config.modules, nb_workers=config.nb_workers, verbosity=verbosity
     )
 

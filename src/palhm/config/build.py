@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from palhm import model
-from palhm.config.convert import normalise_object_path, parse_limit, snake
+from palhm.config.convert import destination_names, normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
 from palhm.durations import parse_duration
@@ -136,7 +136,8 @@ def routine_item(data: Mapping[str, Any], execs: Execs) -> model.RoutineItem:
 
 
 def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
-    params: Mapping[str, Any] = data.get("backend-param", {})
+    all_destinations = destinations(data)
+    first = all_destinations[0]
     objects = tuple(backup_object(obj, execs) for obj in data.get("objects", ()))
     groups = tuple(
         model.ObjectGroup(id=g["id"], depends=tuple(g.get("depends", ())))
@@ -144,18 +145,41 @@ def backup_task(data: Mapping[str, Any], execs: Execs) -> model.BackupTask:
     )
     return model.BackupTask(
         id=data["id"],
-        backend=data["backend"],
+        backend=first.backend,
         objects=objects,
         groups=groups,
-        backend_param=backend_param(data["backend"], params),
-        prefix=prefix(params.get("prefix")),
-        retention=retention(params),
+        backend_param=first.backend_param,
+        prefix=first.prefix,
+        retention=first.retention,
         checksum=data.get("checksum", default_of("backup-task", "checksum")),
         hooks=hooks(data, execs),
         drill=drill(data["drill"], execs) if "drill" in data else None,
         max_shrink=parse_percent(data["max-shrink"]) if "max-shrink" in data else None,
         lock_wait=float(data.get("lock-wait", default_of("backup-task", "lock-wait"))),
+        destinations=all_destinations,
+        require=data.get("require", default_of("backup-task", "require")),
     )
+
+
+def destinations(data: Mapping[str, Any]) -> tuple[model.Destination, ...]:
+    """A task's `destinations`, or its single `backend` as the one destination."""
+    raw: list[Mapping[str, Any]] = list(data.get("destinations", ())) or [data]
+    names = destination_names(
+        [(d.get("name") if d is not data else None, d["backend"]) for d in raw]
+    )
+    built = []
+    for name, item in zip(names, raw, strict=True):
+        params: Mapping[str, Any] = item.get("backend-param", {})
+        built.append(
+            model.Destination(
+                name=name,
+                backend=item["backend"],
+                backend_param=backend_param(item["backend"], params),
+                prefix=prefix(params.get("prefix")),
+                retention=retention(params),
+            )
+        )
+    return tuple(built)
 
 
 def backup_object(data: Mapping[str, Any], execs: Execs) -> model.BackupObject:

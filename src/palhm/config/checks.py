@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from palhm.backends.throttle import parse_rate
-from palhm.config.convert import expected, normalise_object_path, parse_limit
+from palhm.config.convert import destination_names, expected, normalise_object_path, parse_limit
 from palhm.config.merge import Entry, Merged
 from palhm.config.problems import Issue, JsonPath, did_you_mean, format_path, known_list
 from palhm.config.validate import schema_issues
@@ -235,11 +235,10 @@ def _hook_issues(file: str, path: JsonPath, hook: Any, context: _Context) -> Ite
 
 def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
     task, file = entry.data, entry.file
-    if message := _needs_module("backend", task.get("backend"), context.modules):
-        yield Issue(file, entry.at("backend"), message)
-    yield from _backend_param_issues(
-        file, entry.at("backend-param"), _dict(task.get("backend-param"))
-    )
+    if "destinations" in task:
+        yield from _destinations_issues(entry, context)
+    else:
+        yield from _backend_issues(file, entry.path, task, context)
     if _is_number(task.get("max-shrink")) or isinstance(task.get("max-shrink"), str):
         yield from _parsed(file, entry.at("max-shrink"), task["max-shrink"], parse_percent)
     groups = _list(task.get("object-groups"))
@@ -250,6 +249,61 @@ def _backup_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
     yield from _object_issues(file, entry.path, _list(task.get("objects")), known_groups, context)
     if isinstance(task.get("drill"), dict):
         yield from _drill_issues(file, entry.at("drill"), task["drill"], context)
+
+
+def _backend_issues(
+    file: str, path: JsonPath, holder: dict[str, Any], context: _Context
+) -> Iterator[Issue]:
+    """`backend` and `backend-param` of a task or of one destination."""
+    if "backend" not in holder:
+        yield Issue(
+            file, path, "a backup task needs `backend` (with `backend-param`) or `destinations`"
+        )
+        return
+    if message := _needs_module("backend", holder.get("backend"), context.modules):
+        yield Issue(file, (*path, "backend"), message)
+    params = _dict(holder.get("backend-param"))
+    yield from _backend_param_issues(file, (*path, "backend-param"), params)
+
+
+def _destinations_issues(entry: Entry, context: _Context) -> Iterator[Issue]:
+    """Several destinations: not mixed with the single form, unique names, one
+    prefix form, and each destination's backend and parameters."""
+    task, file = entry.data, entry.file
+    for key in ("backend", "backend-param"):
+        if key in task:
+            yield Issue(
+                file,
+                entry.at(key),
+                "give either `backend`/`backend-param` (one destination) or `destinations`,"
+                " not both",
+            )
+    items = [d for d in _list(task.get("destinations")) if isinstance(d, dict)]
+    for index, item in enumerate(_list(task.get("destinations"))):
+        if isinstance(item, dict):
+            yield from _backend_issues(file, entry.at("destinations", index), item, context)
+    wanted = [
+        (d["name"] if isinstance(d.get("name"), str) else None, str(d.get("backend")))
+        for d in items
+    ]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(destination_names(wanted)):
+        if name in seen:
+            yield Issue(
+                file,
+                entry.at("destinations", index, "name"),
+                f"destination name '{name}' is already used by destinations[{seen[name]}]",
+            )
+        seen.setdefault(name, index)
+    prefixes = [_dict(d.get("backend-param")).get("prefix") for d in items]
+    for index, form in enumerate(prefixes[1:], start=1):
+        if _json(form) != _json(prefixes[0]):
+            yield Issue(
+                file,
+                entry.at("destinations", index, "backend-param", "prefix"),
+                "every destination must use the same `prefix` form as destinations[0]"
+                " (a copy has one PREFIX on every destination)",
+            )
 
 
 def _drill_issues(

@@ -53,3 +53,21 @@ def normalise_object_path(raw: str) -> str:
 def snake(key: str) -> str:
     """JSON's kebab-case key -> Python's snake_case (the one place this happens)."""
     return key.replace("-", "_")
+
+
+def destination_names(wanted: list[tuple[str | None, str]]) -> list[str]:
+    """The name of each destination, given (name or None, backend) in config order:
+    a given name as is; else the backend's name, with `-2`, `-3` ... when that name is
+    taken (`localfs`, `aws-s3`, `aws-s3-2`). Duplicate given names stay duplicates
+    (the logic checks report them)."""
+    taken = {name for name, _ in wanted if name is not None}
+    names: list[str] = []
+    for name, backend in wanted:
+        if name is None:
+            name, number = backend, 1
+            while name in taken:
+                number += 1
+                name = f"{backend}-{number}"
+            taken.add(name)
+        names.append(name)
+    return names

@@ -31,7 +31,10 @@ _TYPE_WORDS: Final = {
     "array": "a list",
     "null": "null",
 }
-_PATTERN_WORDS: Final = {"^[Hh][Tt][Tt][Pp][Ss]?://": "an http:// or https:// URL"}
+_PATTERN_WORDS: Final = {
+    "^[Hh][Tt][Tt][Pp][Ss]?://": "an http:// or https:// URL",
+    "^[A-Za-z0-9][A-Za-z0-9._-]*$": "a name of letters, digits, '.', '_' and '-'",
+}
 _SHOWN_CHARS: Final = 60
 
 

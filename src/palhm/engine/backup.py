@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal, Protocol
 
 from palhm import faults
 from palhm.backends import backend_class
-from palhm.backends.base import Backend, CopyInfo, CopyWriter
+from palhm.backends.base import Backend, CopyInfo, CopyWriter, ObjectSink
 from palhm.engine import interrupts
 from palhm.engine.checksum import new_hasher
 from palhm.engine.execute import PipelineResult, run_pipeline
@@ -78,14 +78,30 @@ RETRY_DELAY_MAX: Final = 3600.0  # s: an object's doubling retry delay stops gro
 
 
 @dataclass(frozen=True, slots=True)
+class DestinationOutcome:
+    """What one run did on one destination: `status` "ok" (the new copy is committed
+    there) or "failed" (`error`: why; nothing of the new copy is left there)."""
+
+    name: str
+    backend: str
+    location: str
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    copies_kept: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BackupResult:
-    """A committed copy: where it is, its manifest, and what rotation removed."""
+    """A committed copy: where it is, its manifest, and what rotation removed.
+    `location` and `rotation` are those of the first destination holding the copy;
+    `destinations` says what happened on each destination."""
 
     task: str
     prefix: str
     location: str
     manifest: Manifest
     rotation: RotationPlan
+    destinations: tuple[DestinationOutcome, ...] = ()
 
     @property
     def size(self) -> int:
@@ -107,37 +123,28 @@ def run_backup(
 
     Raises LockedError, CollisionError, PipelineError, BackendError (nothing of the new
     copy remains), RotationError (the new copy is committed) or Interrupted.
+
+    A task with several destinations goes through
+    palhm.engine.destinations.run_destinations, never here.
     """
-    backend = _make_backend(task, modules)
+    if len(task.destinations) > 1:
+        raise ValueError(f"task '{task.id}' has several destinations: use run_destinations")
+    backend = make_backend(task, modules)
     # Load the hash module now: imported lazily by a worker, it needs file descriptors
     # at the moment the pipelines hold most of them (`ulimit -n` near the need).
     new_hasher(task.checksum)
     interrupts.check()
-    with _errors_name_task(task), _lock(backend, task):
+    with errors_name_task(task), lock(backend, task):
         faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
-        _remove_incomplete(backend, task)
-        baseline = _baseline(backend, task) if task.max_shrink is not None else None
+        remove_incomplete(backend, task)
+        baseline = find_baseline(backend, task) if task.max_shrink is not None else None
         interrupts.check()
         start = datetime.now(UTC)
         prefix = make_prefix(task.prefix, start)
         building = encode_manifest(building_manifest(task.id, prefix, start))
         with copy_transaction(backend, prefix, building_manifest=building) as copy:
-            records = _ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
-            suspect = suspect_reasons(
-                task,
-                records,
-                previous_sizes(baseline),
-                previous_prefix=baseline.prefix if baseline else None,
-            )
-            manifest = Manifest(
-                task.id,
-                prefix,
-                start,
-                datetime.now(UTC),
-                records,
-                host=socket.gethostname(),
-                suspect=suspect,
-            )
+            records = ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
+            manifest = final_manifest(task, prefix, start, records, baseline)
             faults.crashpoint("before-commit")  # test facility (tests/reliability)
             interrupts.check()  # a signal after the last object still means "no copy"
             copy.commit(encode_manifest(manifest))
@@ -147,17 +154,51 @@ def run_backup(
             "task '%s': copy %s committed: %d object(s), %d bytes",
             task.id, location, len(records), manifest.size,
         )  # fmt: skip
-        if suspect:
-            raise _suspect_error(task, location, manifest)
+        name = task.all_destinations()[0].name
+        if manifest.suspect:
+            outcome = DestinationOutcome(name, task.backend, location, "ok")
+            raise suspect_error(task, location, manifest, (outcome,))
         plan = rotate(backend, task, current=prefix)
-    return BackupResult(task.id, prefix, location, manifest, plan)
+    outcome = DestinationOutcome(name, task.backend, location, "ok", copies_kept=len(plan.keep))
+    return BackupResult(task.id, prefix, location, manifest, plan, (outcome,))
 
 
-def _suspect_error(task: BackupTask, location: str, manifest: Manifest) -> SuspectCopyError:
+def final_manifest(
+    task: BackupTask,
+    prefix: str,
+    start: datetime,
+    records: tuple[ObjectRecord, ...],
+    baseline: Manifest | None,
+) -> Manifest:
+    """The manifest that commits a copy, suspect marks included (guards.py)."""
+    suspect = suspect_reasons(
+        task,
+        records,
+        previous_sizes(baseline),
+        previous_prefix=baseline.prefix if baseline else None,
+    )
+    return Manifest(
+        task.id,
+        prefix,
+        start,
+        datetime.now(UTC),
+        records,
+        host=socket.gethostname(),
+        suspect=suspect,
+    )
+
+
+def suspect_error(
+    task: BackupTask,
+    location: str,
+    manifest: Manifest,
+    outcomes: tuple[DestinationOutcome, ...] = (),
+) -> SuspectCopyError:
     """The copy is committed but looks wrong: no rotation, and the run fails."""
     for reason in manifest.suspect:
         log.error("task '%s': copy %s is suspect: %s", task.id, manifest.prefix, reason)
-    result = BackupResult(task.id, manifest.prefix, location, manifest, RotationPlan((), ()))
+    no_plan = RotationPlan((), ())
+    result = BackupResult(task.id, manifest.prefix, location, manifest, no_plan, outcomes)
     lines = [
         f"task '{task.id}': copy {location} is suspect: kept and marked in its manifest;"
         " rotation skipped, no older copy removed"
@@ -182,7 +223,7 @@ def suspect_copies(backend: Backend, copies: Sequence[CopyInfo]) -> frozenset[st
     return frozenset(found)
 
 
-def _baseline(backend: Backend, task: BackupTask) -> Manifest | None:
+def find_baseline(backend: Backend, task: BackupTask) -> Manifest | None:
     """The manifest of the newest complete, non-suspect copy: what max-shrink compares
     with. None when there is none (a copy whose manifest cannot be read is skipped)."""
     for info in reversed(backend.list_copies()):
@@ -202,7 +243,7 @@ def _baseline(backend: Backend, task: BackupTask) -> Manifest | None:
 
 
 @contextlib.contextmanager
-def _lock(backend: Backend, task: BackupTask) -> Iterator[None]:
+def lock(backend: Backend, task: BackupTask) -> Iterator[None]:
     """backend.lock(), trying again for up to `lock-wait` seconds while another run
     holds it (a signal ends the wait: Interrupted)."""
     with contextlib.ExitStack() as stack:
@@ -228,7 +269,8 @@ def _acquire(stack: contextlib.ExitStack, backend: Backend, task: BackupTask) ->
             interrupts.check()
 
 
-def _make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
+def make_backend(task: BackupTask, modules: frozenset[str] | set[str]) -> Backend:
+    """The task's (first destination's) backend, bound to its parameters."""
     try:
         cls = backend_class(task.backend, modules)
     except KeyError:
@@ -298,7 +340,7 @@ def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
     return plan
 
 
-def _remove_incomplete(backend: Backend, task: BackupTask) -> None:
+def remove_incomplete(backend: Backend, task: BackupTask) -> None:
     """Remove copies left incomplete by runs that died (we hold the lock: no run is
     building one now). A failure is logged; it does not stop a new backup."""
     for copy in backend.list_copies():
@@ -314,7 +356,7 @@ def _remove_incomplete(backend: Backend, task: BackupTask) -> None:
 
 
 @contextlib.contextmanager
-def _errors_name_task(task: BackupTask) -> Iterator[None]:
+def errors_name_task(task: BackupTask) -> Iterator[None]:
     """Prefix backend and lock errors with the task, as every palhm message names it."""
     try:
         yield
@@ -332,11 +374,19 @@ def worker_count(nb_workers: int) -> int | None:
     return nb_workers if nb_workers > 0 else None
 
 
-class _ObjectBuilder:
+class ObjectOpener(Protocol):
+    """What the builder needs of a copy: a CopyWriter, or a FanoutCopy over several."""
+
+    def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink: ...
+
+    def discard_object(self, path: str) -> None: ...
+
+
+class ObjectBuilder:
     """Builds every object of one copy: the scheduler loop of one run."""
 
     def __init__(
-        self, task: BackupTask, copy: CopyWriter, *, nb_workers: int, verbosity: int
+        self, task: BackupTask, copy: ObjectOpener, *, nb_workers: int, verbosity: int
     ) -> None:
         self.task = task
         self.copy = copy

@@ -1,0 +1,231 @@
+"""One object's bytes to several destinations at once (doc/backup.md#several-destinations).
+
+A task with several destinations runs each object's pipeline once. The pipeline's
+sink is a `FanoutSink`: every chunk palhm reads from the last stage is handed to the
+sink of each destination in turn, in the same call, so memory stays bounded (each
+destination's own sink buffers what it always does: nothing for localfs, a few parts
+for aws-s3, whose uploads run on their own threads) and no temporary file is made.
+The slowest destination sets the pace: a chunk is taken from the pipe only when every
+destination took the previous one.
+
+`Destinations` is the run's set of destinations and its `require` policy:
+
+- `drop(target, error)` records a destination's failure. Under `require: all`, or
+  when no destination is left, it raises the error (named after the destination):
+  the object, and so the run, fails. Under `require: any` it returns and the others
+  go on; the dropped destination's sinks are aborted at their next chunk, and its
+  copy is rolled back by the main thread after the objects are built.
+- `FanoutCopy` opens, for each object, a sink on every destination still in the run
+  (what `_ObjectBuilder` asks of a copy), and discards a failed attempt everywhere.
+
+With a single destination none of this is used: its CopyWriter is handed to the
+builder as it is, so the single-destination data path (splice into the object file
+when there is no checksum) is exactly the same.
+
+Threads: sinks are used by one worker thread each; `drop` may be called from any
+worker or from the main thread (a lock guards the set).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from palhm.backends.base import Backend, CopyWriter, ObjectSink
+from palhm.errors import BackendError, PalhmError
+from palhm.model import BackupTask, Destination, Require
+
+log = logging.getLogger(__name__)
+
+
+class DestinationError(BackendError):
+    """A destination failed; `name` is the destination's. The message names the task,
+    the destination and its location, and the cause."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+@dataclass(eq=False)
+class Target:
+    """One destination during one run: its backend and, once begun, its copy."""
+
+    destination: Destination
+    task: BackupTask  # the task seen through this destination (BackupTask.at)
+    backend: Backend
+    copy: CopyWriter | None = None
+    committed: bool = False
+    error: DestinationError | None = None  # why it was dropped
+    rotation_error: str | None = None  # rotation failed after its commit
+
+    @property
+    def name(self) -> str:
+        return self.destination.name
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(eq=False)
+class Destinations:
+    """The destinations of one run and the policy deciding what a failure means."""
+
+    task_id: str
+    targets: list[Target]
+    require: Require = "all"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def live(self) -> list[Target]:
+        """The destinations still in the run, in config order."""
+        with self._lock:
+            return [t for t in self.targets if t.error is None]
+
+    def failed(self) -> list[Target]:
+        return [t for t in self.targets if t.error is not None]
+
+    def drop(self, target: Target, error: BaseException) -> None:
+        """Record that `target` failed with `error`. Raises the named error when the
+        run cannot go on without it (require all, or no destination left)."""
+        named = self._named(target, error)
+        with self._lock:
+            first = target.error is None
+            if first:
+                target.error = named
+            left = [t.name for t in self.targets if t.error is None]
+        if self.require == "all" or not left:
+            raise named from error
+        if first:
+            log.warning("%s; going on with %s", named.lines()[0], ", ".join(left))
+
+    def _named(self, target: Target, error: BaseException) -> DestinationError:
+        if isinstance(error, DestinationError):
+            return error
+        cause = _one_line(error)
+        if cause.startswith(f"task '{self.task_id}'"):
+            cause = cause.split(": ", 1)[-1]
+        where = target.backend.describe()
+        return DestinationError(
+            f"task '{self.task_id}', destination '{target.name}' ({where}): {cause}",
+            name=target.name,
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, PalhmError):
+        lines = error.lines()
+    else:
+        lines = str(error).splitlines() or [type(error).__name__]
+    return "; ".join(line.strip() for line in lines if line.strip())
+
+
+class FanoutCopy:
+    """What the object builder needs of a copy (open_object, discard_object), over
+    every destination still in the run."""
+
+    def __init__(self, destinations: Destinations) -> None:
+        self.destinations = destinations
+
+    def open_object(self, path: str, *, alloc_size: int | None) -> ObjectSink:
+        """A FanoutSink over a new object PATH on every live destination."""
+        sinks: list[tuple[Target, ObjectSink]] = []
+        try:
+            for target in self.destinations.live():
+                assert target.copy is not None
+                try:
+                    sinks.append((target, target.copy.open_object(path, alloc_size=alloc_size)))
+                except (BackendError, OSError) as error:
+                    self.destinations.drop(target, error)
+        except BaseException:
+            for _, sink in sinks:
+                _abort(sink)
+            raise
+        return FanoutSink(self.destinations, sinks)
+
+    def discard_object(self, path: str) -> None:
+        """Remove a failed attempt's object on every live destination."""
+        for target in self.destinations.live():
+            assert target.copy is not None
+            try:
+                target.copy.discard_object(path)
+            except (BackendError, OSError) as error:
+                self.destinations.drop(target, error)
+
+
+class FanoutSink(ObjectSink):
+    """Writes each chunk to the sink of every destination (see the module docstring).
+
+    `write` never keeps `data` (the sinks below copy what they keep, as the sink
+    contract asks of them). A failing destination is dropped through
+    `Destinations.drop`, which raises when the run cannot go on without it.
+    """
+
+    discards: ClassVar[bool] = False
+
+    def __init__(self, destinations: Destinations, sinks: list[tuple[Target, ObjectSink]]) -> None:
+        self.destinations = destinations
+        self.sinks = sinks
+        self.size = 0
+
+    def write(self, data: memoryview) -> None:
+        for target, sink in list(self.sinks):
+            if target.failed:  # dropped by another object: stop feeding it
+                self._forget(target, sink)
+                continue
+            try:
+                sink.write(data)
+            except (BackendError, OSError) as error:
+                self._fail(target, sink, error)
+        self.size += len(data)
+
+    def close(self) -> int:
+        """Close every destination's object at the same time (an fsync on one, the
+        last parts of an upload on another); each must report the bytes given."""
+        live = [(t, s) for t, s in self.sinks if not t.failed]
+        for target, sink in self.sinks:
+            if target.failed:
+                _abort(sink)
+        self.sinks = []
+        if len(live) == 1:
+            outcomes = [_close(live[0][1])]
+        else:
+            with ThreadPoolExecutor(len(live), thread_name_prefix="palhm-close") as pool:
+                outcomes = list(pool.map(lambda pair: _close(pair[1]), live))
+        for (target, _), outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.destinations.drop(target, outcome)
+            elif outcome != self.size:
+                error = BackendError(f"stored {outcome} bytes, {self.size} were written")
+                self.destinations.drop(target, error)
+        return self.size
+
+    def abort(self) -> None:
+        for _, sink in self.sinks:
+            _abort(sink)
+        self.sinks = []
+
+    def _fail(self, target: Target, sink: ObjectSink, error: BaseException) -> None:
+        self._forget(target, sink)
+        self.destinations.drop(target, error)
+
+    def _forget(self, target: Target, sink: ObjectSink) -> None:
+        self.sinks.remove((target, sink))
+        _abort(sink)
+
+
+def _close(sink: ObjectSink) -> int | BaseException:
+    try:
+        return sink.close()
+    except (BackendError, OSError) as error:
+        return error
+
+
+def _abort(sink: ObjectSink) -> None:
+    try:
+        sink.abort()
+    except Exception as error:  # the failure being handled is what matters
+        log.warning("could not abort an object: %s", error)
