@@ -25,6 +25,9 @@ class PalhmError(Exception):
 
     exit_status: ExitStatus = ExitStatus.FAILURE
     every_line_an_error: bool = False  # each line is an error of its own (`palhm: error:`)
+    # A failed backup run: what happened on each destination (engine DestinationOutcome
+    # values), set by the engine for the run's reports.
+    destinations: tuple[object, ...] = ()
 
     def lines(self) -> list[str]:
         """The message as the lines printed on stderr."""

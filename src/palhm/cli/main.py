@@ -29,7 +29,7 @@ from palhm.errors import (
 )
 
 if TYPE_CHECKING:
-    from palhm.model import Config
+    from palhm.model import BackupTask, Config
     from palhm.notify.hooks import RunReport
 
 log = logging.getLogger("palhm")
@@ -105,6 +105,7 @@ _EXAMPLES: Final = {
     "verify": "palhm verify backup latest",
     "get": "palhm get backup latest etc.tar.zst > etc.tar.zst",
     "init": "palhm init /etc/palhm/palhm.conf",
+    "replicate": "palhm replicate backup --from local --to offsite",
 }
 
 
@@ -133,6 +134,7 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument(
         "--json", action="store_true", help="print a JSON summary of the run on stdout"
     )
+    _add_dest(run, "with --dry-run: plan for this destination only (default: every one)")
     config = commands.add_parser("config", help="validate and print the effective config")
     config.add_argument(
         "action",
@@ -158,9 +160,11 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     list_ = commands.add_parser("list", help="list the copies of a backup task")
     list_.add_argument("task", help="backup task id")
     list_.add_argument("--json", action="store_true", help="print JSON")
+    _add_dest(list_, "list this destination only (default: every destination)")
     verify = commands.add_parser("verify", help="re-read a copy and compare it with its manifest")
     verify.add_argument("task", help="backup task id")
     verify.add_argument("prefix", nargs="?", default="latest", help="copy (default: latest)")
+    _add_dest(verify)
     for name, verb in (
         ("pin", "never rotate a copy away"),
         ("unpin", "let rotation remove a copy again"),
@@ -168,16 +172,19 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         pin = commands.add_parser(name, help=f"{verb} (shown in 'list')")
         pin.add_argument("task", help="backup task id")
         pin.add_argument("prefix", help="copy prefix, or 'latest'")
+        _add_dest(pin)
     get = commands.add_parser("get", help="stream one object of a copy to stdout")
     get.add_argument("task", help="backup task id")
     get.add_argument("prefix", help="copy prefix, or 'latest'")
     get.add_argument("path", help="object path")
+    _add_dest(get)
     restore = commands.add_parser(
         "restore", help="restore a copy through each object's restore pipeline"
     )
     restore.add_argument("task", help="backup task id")
     restore.add_argument("prefix", help="copy prefix, or 'latest'")
     restore.add_argument("paths", nargs="*", metavar="PATH", help="objects (default: all)")
+    _add_dest(restore)
     restore.add_argument(
         "-n", "--dry-run", action="store_true", help="print the plan and run nothing"
     )
@@ -192,6 +199,36 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     drill = commands.add_parser("drill", help="restore the newest copy into a throwaway target")
     drill.add_argument("task", help="backup task id")
     drill.add_argument("-n", "--dry-run", action="store_true", help="print the plan only")
+    _add_dest(drill)
+    replicate = commands.add_parser(
+        "replicate", help="copy complete copies one destination has and another lacks"
+    )
+    replicate.add_argument("task", help="backup task id (with several destinations)")
+    replicate.add_argument(
+        "--from",
+        dest="source",
+        metavar="NAME",
+        help="destination to copy from (default: the first)",
+    )
+    replicate.add_argument(
+        "--to", dest="target", metavar="NAME", help="destination to fill (default: every other one)"
+    )
+    replicate.add_argument(
+        "--all",
+        action="store_true",
+        help="every missing copy (default: only the newest copy the target lacks)",
+    )
+    replicate.add_argument(
+        "-n", "--dry-run", action="store_true", help="print what would be copied, copy nothing"
+    )
+
+
+def _add_dest(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    parser.add_argument(
+        "--dest",
+        metavar="NAME",
+        help=help or "the task's destination to use (default: its first destination)",
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -252,7 +289,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     config, verbosity = _load(args)
     task_id = _task_id(list(config.tasks), args.task)
     if args.dry_run:
-        sys.stdout.write(runner.plan_text(config, task_id))
+        sys.stdout.write(runner.plan_text(config, task_id, destination=args.dest))
         return
     interrupts.install_handlers()
     on_report = _print_json if args.json else None
@@ -335,11 +372,23 @@ def cmd_boot_report(args: argparse.Namespace) -> None:
     send_boot_report(config.boot_report, verbosity=verbosity)
 
 
+def _backup_task(config: Config, args: argparse.Namespace) -> BackupTask:
+    """The backup task named on the command line, seen through its `--dest`."""
+    from palhm.ops import operations
+
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    return operations.at_destination(task, args.dest)
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
     config, _ = _load(args)
     task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    if args.dest is None and len(task.all_destinations()) > 1:
+        sys.stdout.write(operations.list_all_text(config, task, as_json=args.json))
+        return
+    task = operations.at_destination(task, args.dest)
     sys.stdout.write(operations.list_text(config, task, as_json=args.json))
 
 
@@ -347,7 +396,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
     config, verbosity = _load(args)
-    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    task = _backup_task(config, args)
     sys.stdout.write(operations.verify(config, task, args.prefix))
 
 
@@ -355,16 +404,16 @@ def cmd_get(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
     config, _ = _load(args)
-    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    task = _backup_task(config, args)
     operations.get_object(config, task, args.prefix, args.path, sys.stdout.buffer)
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
     from palhm.engine import interrupts
-    from palhm.ops import operations, restore
+    from palhm.ops import restore
 
     config, verbosity = _load(args)
-    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    task = _backup_task(config, args)
     to_dir = Path(args.to) if args.to else None
     backend, plan = restore.plan_restore(config, task, args.prefix, args.paths, to_dir=to_dir)
     if args.dry_run:
@@ -388,10 +437,10 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 def cmd_drill(args: argparse.Namespace) -> None:
     from palhm.engine import interrupts
-    from palhm.ops import drill, operations
+    from palhm.ops import drill
 
     config, verbosity = _load(args)
-    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    task = _backup_task(config, args)
     if args.dry_run:
         sys.stdout.write(drill.plan_text(config, task))
         return
@@ -404,11 +453,34 @@ def cmd_drill(args: argparse.Namespace) -> None:
         sys.stdout.write(report)
 
 
+def cmd_replicate(args: argparse.Namespace) -> None:
+    from palhm.engine import interrupts
+    from palhm.ops import operations, replicate
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    if not args.dry_run:
+        interrupts.install_handlers()
+    try:
+        report = replicate.replicate(
+            config,
+            task,
+            source=args.source,
+            target=args.target,
+            every_copy=args.all,
+            dry_run=args.dry_run,
+        )
+    finally:
+        interrupts.check()
+    if not args.quiet:
+        sys.stdout.write(report)
+
+
 def cmd_pin(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
     config, _ = _load(args)
-    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    task = _backup_task(config, args)
     sys.stdout.write(operations.pin(config, task, args.prefix, pinned=args.command == "pin"))
 
 
@@ -426,6 +498,7 @@ COMMANDS: Final[dict[str, Handler]] = {
     "get": cmd_get,
     "restore": cmd_restore,
     "drill": cmd_drill,
+    "replicate": cmd_replicate,
 }
 
 

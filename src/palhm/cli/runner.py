@@ -70,8 +70,9 @@ def _run_backup(config: Config, task: BackupTask, *, verbosity: int) -> object:
     )
 
 
-def plan_text(config: Config, task_id: str) -> str:
-    """What `run --dry-run` prints: the plan, running nothing."""
+def plan_text(config: Config, task_id: str, *, destination: str | None = None) -> str:
+    """What `run --dry-run` prints: the plan, running nothing (`destination`: that
+    destination's copy and rotation only)."""
     from palhm.ops.plan import describe_plan
 
-    return describe_plan(config, task_id)
+    return describe_plan(config, task_id, destination=destination)

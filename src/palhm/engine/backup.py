@@ -44,6 +44,7 @@ from palhm.backends.base import Backend, CopyInfo, CopyWriter, ObjectSink
 from palhm.engine import interrupts
 from palhm.engine.checksum import new_hasher
 from palhm.engine.execute import PipelineResult, run_pipeline
+from palhm.engine.fanout import DestinationError
 from palhm.engine.graph import GroupSchedule
 from palhm.engine.guards import SuspectCopyError, previous_sizes, suspect_reasons
 from palhm.engine.pins import read_pins
@@ -490,8 +491,8 @@ class ObjectBuilder:
             result, attempts = self._attempts(obj, context, progress)
             faults.crashpoint("object-closed")  # test facility (tests/reliability)
         except BackendError as error:
-            if str(error).startswith(context):
-                raise
+            if str(error).startswith(context) or isinstance(error, DestinationError):
+                raise  # named already (a destination's names task and destination)
             raise type(error)(f"{context}: {error}") from error
         except OSError as error:
             if error.errno not in RESOURCE_ERRNOS:

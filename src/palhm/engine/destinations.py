@@ -82,15 +82,20 @@ def run_destinations(
 
     Raises what run_backup raises (the failing destination named) or
     DestinationsFailed."""
-    if len(task.all_destinations()) == 1:
-        return run_backup(task, modules=modules, nb_workers=nb_workers, verbosity=verbosity)
-    new_hasher(task.checksum)  # loaded before the pipelines: see run_backup
-    interrupts.check()
     group = Destinations(task.id, _targets(task, modules), task.require)
-    with contextlib.ExitStack() as locks:
-        _prepare(group, locks)
-        prefix, manifest = _make_copies(group, task, nb_workers, verbosity)
-        return _after_commit(group, task, prefix, manifest)
+    try:
+        if len(group.targets) == 1:
+            return run_backup(task, modules=modules, nb_workers=nb_workers, verbosity=verbosity)
+        new_hasher(task.checksum)  # loaded before the pipelines: see run_backup
+        interrupts.check()
+        with contextlib.ExitStack() as locks:
+            _prepare(group, locks)
+            prefix, manifest = _make_copies(group, task, nb_workers, verbosity)
+            return _after_commit(group, task, prefix, manifest)
+    except PalhmError as error:
+        if getattr(error, "result", None) is None:  # no destination holds a new copy
+            error.destinations = _failed_outcomes(group, error)
+        raise
 
 
 def _targets(task: BackupTask, modules: frozenset[str] | set[str]) -> list[Target]:
@@ -250,3 +255,18 @@ def _outcomes(
             cause = target.error.lines()[0] if target.error is not None else "not committed"
             outcomes.append(DestinationOutcome(target.name, backend, where, "failed", cause))
     return tuple(outcomes)
+
+
+def _failed_outcomes(group: Destinations, error: PalhmError) -> tuple[DestinationOutcome, ...]:
+    """Every destination failed: with its own error, or with the run's."""
+    run_cause = error.lines()[0]
+    return tuple(
+        DestinationOutcome(
+            target.name,
+            target.destination.backend,
+            target.backend.describe(),
+            "failed",
+            target.error.lines()[0] if target.error is not None else run_cause,
+        )
+        for target in group.targets
+    )

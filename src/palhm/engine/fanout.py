@@ -45,9 +45,21 @@ class DestinationError(BackendError):
     """A destination failed; `name` is the destination's. The message names the task,
     the destination and its location, and the cause."""
 
-    def __init__(self, message: str, *, name: str) -> None:
+    def __init__(self, message: str, *, name: str = "") -> None:
         super().__init__(message)
         self.name = name
+
+
+class EveryDestinationFailed(DestinationError):
+    """No destination is left (`require: any`): one line per destination."""
+
+    every_line_an_error = True
+
+    @classmethod
+    def of(cls, failed: list[Target]) -> EveryDestinationFailed:
+        lines = [t.error.lines()[0] for t in failed if t.error is not None]
+        lines[-1] += "; every destination failed: no new copy"
+        return cls("\n".join(lines), name="")
 
 
 @dataclass(eq=False)
@@ -97,8 +109,10 @@ class Destinations:
             if first:
                 target.error = named
             left = [t.name for t in self.targets if t.error is None]
-        if self.require == "all" or not left:
+        if self.require == "all":
             raise named from error
+        if not left:
+            raise EveryDestinationFailed.of(self.failed()) from error
         if first:
             log.warning("%s; going on with %s", named.lines()[0], ", ".join(left))
 

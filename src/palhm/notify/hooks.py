@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 from palhm import __version__
 from palhm.engine import interrupts
@@ -61,6 +61,8 @@ from palhm.notify.metrics import RunMetrics, update_textfile
 
 if TYPE_CHECKING:
     import http.client
+
+    from palhm.engine.backup import DestinationOutcome
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class RunReport:
     exit_code: int | None = None
     result: object = None  # the backup engine's BackupResult, for backup tasks
     log_tail: tuple[str, ...] = field(default=())
+    destinations: tuple[DestinationOutcome, ...] = ()  # backup tasks, once finished
 
     @property
     def prefix(self) -> str | None:
@@ -116,6 +119,9 @@ class RunReport:
             lines.append(f"bytes-written: {self.bytes_written}  # {human_size(self.bytes_written)}")
         if self.copies_kept is not None:
             lines.append(f"copies-kept: {self.copies_kept}")
+        if len(self.destinations) > 1:
+            lines.append("destinations:")
+            lines.extend(f"  {outcome_text(d)}" for d in self.destinations)
         if self.exit_code is not None and self.status != "started":
             lines.append(f"exit-code: {self.exit_code}")
         if self.error is not None:
@@ -137,7 +143,23 @@ class RunReport:
             "error": self.error,
         }
         document.update(backup_document(self.result))
+        if self.destinations:
+            document["destinations"] = [
+                {
+                    "name": d.name,
+                    "backend": d.backend,
+                    "location": d.location,
+                    "status": d.status,
+                    "error": d.error,
+                    "copies-kept": d.copies_kept,
+                }
+                for d in self.destinations
+            ]
         return document
+
+    def destination_names(self, status: str) -> str:
+        """The names of the destinations with `status` ("ok", "failed"), space separated."""
+        return " ".join(d.name for d in self.destinations if d.status == status)
 
     def fields(self) -> dict[str, str]:
         """Template values: the document's scalars as text, plus `size-human`, `log`
@@ -155,6 +177,9 @@ class RunReport:
         values["duration"] = f"{self.duration:.1f}" if self.duration is not None else ""
         values["error-line"] = (self.error or "").split("\n", 1)[0]
         values["log"] = "\n".join(self.log_tail)
+        values["destinations"] = ", ".join(outcome_text(d) for d in self.destinations)
+        values["destinations-ok"] = self.destination_names("ok")
+        values["destinations-failed"] = self.destination_names("failed")
         values["json"] = json.dumps(document, ensure_ascii=False)
         return values
 
@@ -171,7 +196,15 @@ class RunReport:
             "PALHM_SIZE": values["size"],
             "PALHM_DURATION": values["duration"],
             "PALHM_HOST": values["host"],
+            "PALHM_DESTINATIONS_OK": values["destinations-ok"],
+            "PALHM_DESTINATIONS_FAILED": values["destinations-failed"],
         }
+
+
+def outcome_text(outcome: DestinationOutcome) -> str:
+    """`localfs: ok`, `aws-s3: failed (cause)`: one destination in a text report."""
+    cause = f" ({outcome.error})" if outcome.error else ""
+    return f"{outcome.name}: {outcome.status}{cause}"
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -272,6 +305,11 @@ class _Session:
         if result is None and error is not None:
             result = getattr(error, "result", None)  # a suspect copy was committed
         backup = result if isinstance(result, BackupResult) else None
+        destinations: tuple[DestinationOutcome, ...] = ()
+        if backup is not None:
+            destinations = backup.destinations
+        elif isinstance(error, PalhmError) and status != "started":
+            destinations = cast("tuple[DestinationOutcome, ...]", error.destinations)
         return RunReport(
             self.task.id,
             status,
@@ -283,6 +321,7 @@ class _Session:
             exit_code=exit_code(error) if status != "started" else None,
             result=backup,
             log_tail=tuple(self.tail),
+            destinations=destinations,
         )
 
     def _final(self, result: object) -> RunReport:
@@ -559,6 +598,7 @@ def write_metrics(config: Config, task: Task, report: RunReport) -> None:
         backup=isinstance(task, BackupTask),
         bytes_written=report.bytes_written,
         copies_kept=report.copies_kept,
+        destinations=tuple((d.name, d.status == "ok") for d in report.destinations),
     )
     try:
         update_textfile(config.metrics_textfile, run)

@@ -17,6 +17,14 @@ Series (gauges, label `task`):
                                         tasks; kept from the previous run on failure)
 Alert on `time() - palhm_last_success_timestamp_seconds > 2 * 86400`, for example.
 
+Per destination (labels `task` and `destination`, every backup task; several for a
+task with `destinations`, doc/backup.md#several-destinations):
+  palhm_destination_last_run_success    1 if the last run committed its copy there
+  palhm_destination_last_success_timestamp_seconds  end of the last run that did
+                                        (kept when a run fails there)
+Alert on `palhm_destination_last_run_success == 0`: with `require: any` the run
+committed on the other destinations.
+
 `palhm verify` writes its own series (same label), never touching the run's:
   palhm_last_verify_timestamp_seconds          end of the last verify
   palhm_last_verify_success                    1 if every object matched its manifest
@@ -55,6 +63,15 @@ VERIFY_METRICS: Final[dict[str, str]] = {
     "palhm_last_verify_objects_checked": "Objects read by the last verify.",
     "palhm_last_verify_bytes_read": "Bytes read by the last verify.",
 }
+DESTINATION_METRICS: Final[dict[str, str]] = {
+    "palhm_destination_last_run_success": (
+        "1 if the task's last run committed its copy on this destination, 0 if not."
+    ),
+    "palhm_destination_last_success_timestamp_seconds": (
+        "Unix time at which the last run that committed its copy on this destination ended."
+    ),
+}
+METRICS.update(DESTINATION_METRICS)
 RUN_METRICS: Final = dict(METRICS)
 METRICS.update(VERIFY_METRICS)
 # Kept from the previous file when a run does not produce a new value.
@@ -66,6 +83,7 @@ CARRIED_OVER: Final = (
     "palhm_last_drill_success",
     "palhm_last_drill_success_timestamp_seconds",
     "palhm_last_verify_success_timestamp_seconds",
+    "palhm_destination_last_success_timestamp_seconds",
 )
 
 # Restore drills (`palhm drill`, doc/restore.md) have series of their own: a drill
@@ -79,8 +97,12 @@ DRILL_METRICS: Final[dict[str, str]] = {
 METRICS.update(DRILL_METRICS)
 
 _SAMPLE: Final = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{task="(?P<task>(?:[^"\\]|\\.)*)"\}\s+(?P<value>\S+)\s*$'
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{task="(?P<task>(?:[^"\\]|\\.)*)"'
+    r'(?:,destination="(?P<destination>(?:[^"\\]|\\.)*)")?\}\s+(?P<value>\S+)\s*$'
 )
+
+# A sample's labels: (task, None), or (task, destination) for the destination series.
+Labels = tuple[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +116,7 @@ class RunMetrics:
     backup: bool = False  # a backup task: bytes and copies apply
     bytes_written: int | None = None
     copies_kept: int | None = None
+    destinations: tuple[tuple[str, bool], ...] = ()  # (name, holds the new copy)
 
     def samples(self, previous: Mapping[str, float]) -> dict[str, float]:
         """name -> value for this task; `previous` is the task's samples in the file."""
@@ -112,6 +135,21 @@ class RunMetrics:
         for name in CARRIED_OVER:
             if name not in values and name in previous:
                 values[name] = previous[name]
+        return values
+
+    def destination_samples(
+        self, previous: Mapping[tuple[str, str], float]
+    ) -> dict[tuple[str, str], float]:
+        """(name, destination) -> value; `previous` holds the task's destination
+        samples in the file (the last success of a destination is kept)."""
+        values: dict[tuple[str, str], float] = {}
+        success = "palhm_destination_last_success_timestamp_seconds"
+        for destination, ok in self.destinations:
+            values["palhm_destination_last_run_success", destination] = 1.0 if ok else 0.0
+            if ok:
+                values[success, destination] = round(self.end_time, 3)
+            elif (success, destination) in previous:
+                values[success, destination] = previous[success, destination]
         return values
 
 
@@ -142,8 +180,8 @@ class VerifyMetrics:
         return values
 
 
-# metric name -> task -> value, plus the lines of metrics that are not palhm's
-Series = dict[str, dict[str, float]]
+# metric name -> labels -> value, plus the lines of metrics that are not palhm's
+Series = dict[str, dict[Labels, float]]
 
 
 def parse_textfile(text: str) -> tuple[Series, list[str]]:
@@ -160,7 +198,9 @@ def parse_textfile(text: str) -> tuple[Series, list[str]]:
                 value = float(match["value"])
             except ValueError:
                 continue  # a damaged sample is dropped, not copied forward
-            series[match["name"]][_unescape(match["task"])] = value
+            destination = match["destination"]
+            labels = (_unescape(match["task"]), _unescape(destination) if destination else None)
+            series[match["name"]][labels] = value
         else:
             foreign.append(line)
     return series, foreign
@@ -182,8 +222,12 @@ def render_textfile(series: Series, foreign: Iterable[str] = ()) -> str:
             continue
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} gauge")
-        for task in sorted(samples):
-            out.append(f'{name}{{task="{_escape(task)}"}} {_format_value(samples[task])}')
+        for labels in sorted(samples, key=lambda pair: (pair[0], pair[1] or "")):
+            task, destination = labels
+            text = f'task="{_escape(task)}"'
+            if destination is not None:
+                text += f',destination="{_escape(destination)}"'
+            out.append(f"{name}{{{text}}} {_format_value(samples[labels])}")
     out.extend(foreign)
     return "\n".join(out) + "\n" if out else ""
 
@@ -207,18 +251,32 @@ def update_textfile(path: Path, run: RunMetrics | VerifyMetrics) -> None:
         with _locked(dir_fd, path):
             text = _read_own(dir_fd, path)
             series, foreign = parse_textfile(text)
-            previous = {
-                name: tasks[run.task_id] for name, tasks in series.items() if run.task_id in tasks
-            }
-            owned = run.owned if isinstance(run, VerifyMetrics) else RUN_METRICS
-            for name, tasks in series.items():
-                if name in owned:  # a run keeps the verify series, and the other way round
-                    tasks.pop(run.task_id, None)
-            for name, value in run.samples(previous).items():
-                series[name][run.task_id] = value
+            _replace_samples(series, run)
             _write_atomically(dir_fd, path, render_textfile(series, foreign))
     finally:
         os.close(dir_fd)
+
+
+def _replace_samples(series: Series, run: RunMetrics | VerifyMetrics) -> None:
+    """Put `run`'s samples in place of the ones of its task it owns."""
+    task = (run.task_id, None)
+    previous = {name: samples[task] for name, samples in series.items() if task in samples}
+    earlier = {
+        (name, str(labels[1])): value
+        for name, samples in series.items()
+        for labels, value in samples.items()
+        if labels[0] == run.task_id and labels[1] is not None
+    }
+    owned = run.owned if isinstance(run, VerifyMetrics) else RUN_METRICS
+    for name, samples in series.items():
+        if name in owned:  # a run keeps the verify series, and the other way round
+            for labels in [k for k in samples if k[0] == run.task_id]:
+                del samples[labels]
+    for name, value in run.samples(previous).items():
+        series[name][task] = value
+    if isinstance(run, RunMetrics):
+        for (name, destination), value in run.destination_samples(earlier).items():
+            series[name][run.task_id, destination] = value
 
 
 def _open_own(dir_fd: int, path: Path, name: str, flags: int, mode: int = 0o600) -> int:
@@ -338,15 +396,12 @@ def update_drill_textfile(path: Path, drill: DrillMetrics) -> None:
     try:
         with _locked(dir_fd, path):
             series, foreign = parse_textfile(_read_own(dir_fd, path))
-            previous = {
-                name: series[name][drill.task_id]
-                for name in DRILL_METRICS
-                if drill.task_id in series[name]
-            }
+            task = (drill.task_id, None)
+            previous = {name: series[name][task] for name in DRILL_METRICS if task in series[name]}
             for name in DRILL_METRICS:
-                series[name].pop(drill.task_id, None)
+                series[name].pop(task, None)
             for name, value in drill.samples(previous).items():
-                series[name][drill.task_id] = value
+                series[name][task] = value
             _write_atomically(dir_fd, path, render_textfile(series, foreign))
     finally:
         os.close(dir_fd)

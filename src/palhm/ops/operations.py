@@ -64,6 +64,19 @@ def backup_task(config: Config, task_id: str) -> BackupTask:
     return task
 
 
+def at_destination(task: BackupTask, name: str | None) -> BackupTask:
+    """The task seen through its destination `name` (None: the first one), as every
+    operation on copies uses it. UsageError listing the names for an unknown one."""
+    destinations = task.all_destinations()
+    if name is None:
+        return task if len(destinations) == 1 else task.at(destinations[0])
+    for destination in destinations:
+        if destination.name == name:
+            return task if len(destinations) == 1 else task.at(destination)
+    names = ", ".join(d.name for d in destinations)
+    raise UsageError(f"task '{task.id}' has no destination '{name}' (destinations: {names})")
+
+
 def open_backend(config: Config, task: BackupTask) -> Backend:
     """The task's backend, bound to its `backend-param`."""
     cls = backend_class(task.backend, config.modules)
@@ -188,6 +201,31 @@ def _shown(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- list
+
+
+def list_all_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
+    """`palhm list TASK` of a task with several destinations: each destination's copies
+    under a heading (JSON: a list of {name, backend, location, copies})."""
+    parts: list[Any] = []
+    for destination in task.all_destinations():
+        seen = task.at(destination)
+        if as_json:
+            backend = existing_backend(config, seen)
+            copies = json.loads(list_text(config, seen, as_json=True))
+            parts.append(
+                {
+                    "name": destination.name,
+                    "backend": destination.backend,
+                    "location": backend.describe(),
+                    "copies": copies,
+                }
+            )
+        else:
+            heading = f"destination '{destination.name}' ({destination.backend}):"
+            parts.append(heading + "\n" + list_text(config, seen, as_json=False))
+    if as_json:
+        return json.dumps(parts, indent=2) + "\n"
+    return "\n".join(parts)
 
 
 def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:

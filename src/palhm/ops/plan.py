@@ -18,6 +18,7 @@ import graphlib
 import os
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -48,12 +49,22 @@ from palhm.values import DEFAULT_EC, signal_name
 INDENT: Final = "  "
 
 
-def describe_plan(config: Config, task_id: str, *, now: datetime | None = None) -> str:
+def describe_plan(
+    config: Config, task_id: str, *, now: datetime | None = None, destination: str | None = None
+) -> str:
     """The dry-run description of task `task_id` (known to exist). Runs nothing.
 
     `now` (aware) stands for the run's start time; default: the current time.
+    `destination`: a backup task's plan on that destination only (UsageError when the
+    task has none of that name); default: every destination.
     """
     moment = now if now is not None else datetime.now(UTC)
+    task = config.tasks[task_id]
+    if destination is not None:
+        from palhm.ops.operations import at_destination, backup_task
+
+        task = at_destination(backup_task(config, task_id), destination)
+        config = replace(config, tasks={**config.tasks, task_id: task})
     lines = _task_lines(config, task_id, moment)
     lines.append("")
     lines.append("dry run: nothing was run or written")
@@ -103,7 +114,10 @@ def _builtin_text(item: Builtin) -> str:
 
 
 def backup_lines(config: Config, task: BackupTask, now: datetime) -> list[str]:
-    """Copy location, objects by wave, rotation."""
+    """Copy location, objects by wave, rotation (on each destination)."""
+    destinations = task.all_destinations()
+    if len(destinations) > 1:
+        return _destinations_lines(config, task, now)
     backend = open_backend(config, task)
     prefix = make_prefix(task.prefix, now)
     head = f"backup task '{task.id}': backend {task.backend}, checksum {task.checksum}"
@@ -113,6 +127,26 @@ def backup_lines(config: Config, task: BackupTask, now: datetime) -> list[str]:
     lines = [head, f"{INDENT}new copy: {_join(backend.describe(), prefix)}"]
     lines.extend(_indent(object_lines(task, config.nb_workers), 1))
     lines.extend(_indent(rotation_lines(backend, task, prefix, now), 1))
+    return lines
+
+
+def _destinations_lines(config: Config, task: BackupTask, now: datetime) -> list[str]:
+    """A task with several destinations: the objects once, then each destination's
+    new copy and rotation."""
+    prefix = make_prefix(task.prefix, now)
+    names = ", ".join(d.name for d in task.all_destinations())
+    lines = [
+        f"backup task '{task.id}': {len(task.all_destinations())} destinations ({names}),"
+        f" require {task.require}, checksum {task.checksum}",
+        f"{INDENT}each object's pipeline runs once; its bytes go to every destination",
+    ]
+    lines.extend(_indent(object_lines(task, config.nb_workers), 1))
+    for destination in task.all_destinations():
+        seen = task.at(destination)
+        backend = open_backend(config, seen)
+        lines.append(f"{INDENT}destination '{destination.name}' ({destination.backend}):")
+        lines.append(f"{INDENT * 2}new copy: {_join(backend.describe(), prefix)}")
+        lines.extend(_indent(rotation_lines(backend, seen, prefix, now), 2))
     return lines
 
 
