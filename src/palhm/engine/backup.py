@@ -136,7 +136,7 @@ def run_backup(
     new_hasher(task.checksum)
     interrupts.check()
     with errors_name_task(task), lock(backend, task):
-        faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
+        phase_lock_acquired()
         remove_incomplete(backend, task)
         baseline = find_baseline(backend, task) if task.max_shrink is not None else None
         interrupts.check()
@@ -146,10 +146,10 @@ def run_backup(
         with copy_transaction(backend, prefix, building_manifest=building) as copy:
             records = ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
             manifest = final_manifest(task, prefix, start, records, baseline)
-            faults.crashpoint("before-commit")  # test facility (tests/reliability)
+            phase_before_commit()
             interrupts.check()  # a signal after the last object still means "no copy"
             copy.commit(encode_manifest(manifest))
-        faults.crashpoint("committed")  # test facility (tests/reliability)
+        phase_committed()
         location = f"{backend.describe()}/{prefix}"
         log.info(
             "task '%s': copy %s committed: %d object(s), %d bytes",
@@ -162,6 +162,26 @@ def run_backup(
         plan = rotate(backend, task, current=prefix)
     outcome = DestinationOutcome(name, task.backend, location, "ok", copies_kept=len(plan.keep))
     return BackupResult(task.id, prefix, location, manifest, plan, (outcome,))
+
+
+# Crash points of a run (test facility, tests/reliability), each placed once and
+# called from the single- and the several-destination run alike.
+
+
+def phase_lock_acquired() -> None:
+    faults.crashpoint("lock-acquired")
+
+
+def phase_copy_begun() -> None:
+    faults.crashpoint("copy-begun")
+
+
+def phase_before_commit() -> None:
+    faults.crashpoint("before-commit")
+
+
+def phase_committed() -> None:
+    faults.crashpoint("committed")
 
 
 def final_manifest(
@@ -289,7 +309,7 @@ def copy_transaction(
     the original error raised: the next run removes what was left.
     """
     copy = backend.begin_copy(prefix, building_manifest=building_manifest)
-    faults.crashpoint("copy-begun")  # test facility (tests/reliability)
+    phase_copy_begun()
     try:
         yield copy
     except BaseException:

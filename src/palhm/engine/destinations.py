@@ -32,7 +32,6 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from palhm import faults
 from palhm.backends.base import Backend
 from palhm.engine import interrupts
 from palhm.engine.backup import (
@@ -43,6 +42,10 @@ from palhm.engine.backup import (
     find_baseline,
     lock,
     make_backend,
+    phase_before_commit,
+    phase_committed,
+    phase_copy_begun,
+    phase_lock_acquired,
     remove_incomplete,
     rotate,
     run_backup,
@@ -115,7 +118,7 @@ def _prepare(group: Destinations, locks: contextlib.ExitStack) -> None:
             remove_incomplete(target.backend, target.task)
         except (BackendError, LockedError, OSError) as error:
             group.drop(target, error)
-    faults.crashpoint("lock-acquired")  # test facility (tests/reliability)
+    phase_lock_acquired()
 
 
 def _make_copies(
@@ -133,10 +136,10 @@ def _make_copies(
         builder = ObjectBuilder(task, FanoutCopy(group), nb_workers=nb_workers, verbosity=verbosity)
         records = builder.run()
         manifest = final_manifest(task, prefix, start, records, baseline)
-        faults.crashpoint("before-commit")  # test facility (tests/reliability)
+        phase_before_commit()
         interrupts.check()  # a signal after the last object still means "no copy"
         _commit(group, encode_manifest(manifest))
-    faults.crashpoint("committed")  # test facility (tests/reliability)
+    phase_committed()
     return prefix, manifest
 
 
@@ -146,7 +149,7 @@ def _begin(group: Destinations, building: bytes, prefix: str) -> None:
             target.copy = target.backend.begin_copy(prefix, building_manifest=building)
         except (BackendError, OSError) as error:
             group.drop(target, error)
-    faults.crashpoint("copy-begun")  # test facility (tests/reliability)
+    phase_copy_begun()
 
 
 def _commit(group: Destinations, manifest: bytes) -> None:
