@@ -330,11 +330,14 @@ def _config_warnings(config: Config) -> None:
     from palhm.model import BackupTask
 
     for task in config.tasks.values():
-        if isinstance(task, BackupTask) and task.backend == "aws-s3":
-            from palhm.backends.s3.backend import storage_class_warnings
+        if not isinstance(task, BackupTask):
+            continue
+        for destination in task.all_destinations():
+            if destination.backend == "aws-s3":
+                from palhm.backends.s3.backend import storage_class_warnings
 
-            for warning in storage_class_warnings(task.id, task.backend_param):
-                print(f"palhm: warning: {warning}", file=sys.stderr)
+                for warning in storage_class_warnings(task.id, destination.backend_param):
+                    print(f"palhm: warning: {warning}", file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:

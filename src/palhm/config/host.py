@@ -34,15 +34,8 @@ def host_warnings(config: Config, effective: Mapping[str, Any] | None = None) ->
                 f" pipx: pipx inject palhm {missing[0]})"
             )
     for task in config.tasks.values():
-        if not isinstance(task, BackupTask) or task.backend != "localfs":
-            continue
-        root = task.backend_param.get("root")
-        if isinstance(root, str | os.PathLike) and not os.path.isabs(root):
-            warnings.append(
-                f"task '{task.id}': backup root '{root}' is relative: it is resolved from"
-                " palhm's working directory (/ under systemd, the home directory under"
-                " cron); write an absolute path"
-            )
+        if isinstance(task, BackupTask):
+            warnings.extend(_relative_roots(task))
     seen: set[str] = set()
     for where, program in _programs(config):
         if program in seen:
@@ -51,6 +44,21 @@ def host_warnings(config: Config, effective: Mapping[str, Any] | None = None) ->
         if not _runnable(program):
             place = "not found on PATH" if os.sep not in program else "not an executable file"
             warnings.append(f"{where}: command '{program}' {place}")
+    return warnings
+
+
+def _relative_roots(task: BackupTask) -> list[str]:
+    warnings = []
+    for destination in task.all_destinations():
+        root = destination.backend_param.get("root")
+        if destination.backend != "localfs" or not isinstance(root, str | os.PathLike):
+            continue
+        if not os.path.isabs(root):
+            warnings.append(
+                f"task '{task.id}': backup root '{root}' is relative: it is resolved from"
+                " palhm's working directory (/ under systemd, the home directory under"
+                " cron); write an absolute path"
+            )
     return warnings
 
 

@@ -219,8 +219,8 @@ def _after_commit(
         try:
             plans[target.name] = rotate(target.backend, target.task, current=prefix)
         except RotationError as error:
-            target.rotation_error = f"destination '{target.name}': {error}"
-            log.error("%s", target.rotation_error)
+            cause = str(error).removeprefix(f"task '{task.id}': ")
+            target.rotation_error = f"destination '{target.name}': {cause}"
     plan = next(iter(plans.values()), RotationPlan((), ()))
     result = BackupResult(task.id, prefix, location, manifest, plan, _outcomes(group, plans))
     lines = _failure_lines(group, prefix)

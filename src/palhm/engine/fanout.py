@@ -29,10 +29,10 @@ worker or from the main thread (a lock guards the set).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from palhm.backends.base import Backend, CopyWriter, ObjectSink
 from palhm.errors import BackendError, PalhmError
@@ -173,8 +173,11 @@ class FanoutCopy:
 class FanoutSink(ObjectSink):
     """Writes each chunk to the sink of every destination (see the module docstring).
 
-    `write` never keeps `data` (the sinks below copy what they keep, as the sink
-    contract asks of them). A failing destination is dropped through
+    Each destination's sink is fed by a thread of its own through a queue of at most
+    QUEUE_DEPTH chunks, so a destination waiting (an upload's parts in flight, a disk
+    flushing) does not stop the others: they wait on each other only when a queue is
+    full, and the slowest sets the pace. The chunk is copied once (the pump reuses its
+    buffer) and shared by the queues. A failing destination is dropped through
     `Destinations.drop`, which raises when the run cannot go on without it.
     """
 
@@ -182,60 +185,97 @@ class FanoutSink(ObjectSink):
 
     def __init__(self, destinations: Destinations, sinks: list[tuple[Target, ObjectSink]]) -> None:
         self.destinations = destinations
-        self.sinks = sinks
+        self.writers = [_Writer(target, sink) for target, sink in sinks]
         self.size = 0
 
     def write(self, data: memoryview) -> None:
-        for target, sink in list(self.sinks):
-            if target.failed:  # dropped by another object: stop feeding it
-                self._forget(target, sink)
+        chunk = bytes(data)  # `data` is the pump's buffer: refilled after this call
+        for writer in list(self.writers):
+            if writer.error is not None or writer.target.failed:
+                self._drop(writer)
                 continue
-            try:
-                sink.write(data)
-            except (BackendError, OSError) as error:
-                self._fail(target, sink, error)
-        self.size += len(data)
+            writer.queue.put(chunk)
+        self.size += len(chunk)
 
     def close(self) -> int:
-        """Close every destination's object at the same time (an fsync on one, the
+        """Finish every destination's object at the same time (an fsync on one, the
         last parts of an upload on another); each must report the bytes given."""
-        live = [(t, s) for t, s in self.sinks if not t.failed]
-        for target, sink in self.sinks:
-            if target.failed:
-                _abort(sink)
-        self.sinks = []
-        if len(live) == 1:
-            outcomes = [_close(live[0][1])]
-        else:
-            with ThreadPoolExecutor(len(live), thread_name_prefix="palhm-close") as pool:
-                outcomes = list(pool.map(lambda pair: _close(pair[1]), live))
-        for (target, _), outcome in zip(live, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self.destinations.drop(target, outcome)
-            elif outcome != self.size:
-                error = BackendError(f"stored {outcome} bytes, {self.size} were written")
-                self.destinations.drop(target, error)
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            writer.queue.put(_CLOSE)
+        for writer in writers:
+            writer.thread.join()
+        for writer in writers:
+            problem = writer.error
+            if problem is None and writer.stored != self.size:
+                problem = BackendError(f"stored {writer.stored} bytes, {self.size} were written")
+            if problem is not None:
+                self.destinations.drop(writer.target, problem)
         return self.size
 
     def abort(self) -> None:
-        for _, sink in self.sinks:
-            _abort(sink)
-        self.sinks = []
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            writer.queue.put(_ABORT)
+        for writer in writers:
+            writer.thread.join()
 
-    def _fail(self, target: Target, sink: ObjectSink, error: BaseException) -> None:
-        self._forget(target, sink)
-        self.destinations.drop(target, error)
+    def _drop(self, writer: _Writer) -> None:
+        self.writers.remove(writer)
+        writer.queue.put(_ABORT)
+        writer.thread.join()
+        if writer.error is not None:
+            self.destinations.drop(writer.target, writer.error)
 
-    def _forget(self, target: Target, sink: ObjectSink) -> None:
-        self.sinks.remove((target, sink))
-        _abort(sink)
+
+QUEUE_DEPTH: Final = 16  # chunks (block-size each) waiting for one destination at most
+_CLOSE: Final = object()  # what a writer's queue holds besides chunks
+_ABORT: Final = object()
 
 
-def _close(sink: ObjectSink) -> int | BaseException:
-    try:
-        return sink.close()
-    except (BackendError, OSError) as error:
-        return error
+class _Writer:
+    """One destination's sink and the thread that feeds it from a bounded queue. After
+    a failure the thread keeps taking chunks (dropping them) so the pump never waits
+    on it; the sink is aborted at once."""
+
+    def __init__(self, target: Target, sink: ObjectSink) -> None:
+        self.target = target
+        self.sink = sink
+        self.queue: queue.Queue[bytes | object] = queue.Queue(QUEUE_DEPTH)
+        self.error: BaseException | None = None
+        self.stored: int | None = None
+        self.thread = threading.Thread(
+            target=self._run, name=f"palhm-dest-{target.name}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self.queue.get()
+            if chunk is _ABORT:
+                if self.error is None:
+                    _abort(self.sink)
+                return
+            if chunk is _CLOSE:
+                if self.error is None:
+                    self._close()
+                return
+            if self.error is None and isinstance(chunk, bytes):
+                self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        try:
+            self.sink.write(memoryview(chunk))
+        except Exception as error:  # BackendError, OSError, or a bug: the run reports it
+            self.error = error
+            _abort(self.sink)
+
+    def _close(self) -> None:
+        try:
+            self.stored = self.sink.close()
+        except Exception as error:
+            self.error = error
+            _abort(self.sink)
 
 
 def _abort(sink: ObjectSink) -> None:
