@@ -8,6 +8,7 @@ not; the next run cleans up both and commits its own copy on both.
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 from pathlib import Path
@@ -72,3 +73,19 @@ def test_sigkill_leaves_no_counted_partial_copy_on_either_destination(
         assert_counted_copies_whole(root, state)
         assert len(state.counted) == 1 + int(holds)
     assert after[0].counted[-1] == after[1].counted[-1]  # the recovery run's copy, on both
+
+
+@pytest.mark.parametrize("require", ["all", "any"])
+def test_sigterm_while_streaming_rolls_back_both_destinations(tmp_path: Path, require: str) -> None:
+    roots = (tmp_path / "first", tmp_path / "second")
+    marker = uuid.uuid4().hex
+    config = two_destination_config(tmp_path / "c.json", roots, marker)
+    document = json.loads(config.read_text())
+    document["tasks"][0]["require"] = require
+    config.write_text(json.dumps(document))
+    stopped = run(config, fault="chunk-written:6:term")
+    assert stopped.returncode == 143, stopped.stderr
+    assert survivors(marker) == []
+    for root in roots:
+        state = inspect_root(root)
+        assert state.counted == [] and state.incomplete == [], (root, state)

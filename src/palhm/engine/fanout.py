@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from palhm.backends.base import Backend, CopyWriter, ObjectSink
-from palhm.errors import BackendError, PalhmError
+from palhm.engine import interrupts
+from palhm.errors import BackendError, Cancelled, PalhmError
 from palhm.model import BackupTask, Destination, Require
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class FanoutSink(ObjectSink):
             if writer.error is not None or writer.target.failed:
                 self._drop(writer)
                 continue
-            writer.queue.put(chunk)
+            writer.feed(chunk)
         self.size += len(chunk)
 
     def close(self) -> int:
@@ -229,6 +230,7 @@ class FanoutSink(ObjectSink):
 
 
 QUEUE_DEPTH: Final = 16  # chunks (block-size each) waiting for one destination at most
+_POLL: Final = 0.1  # s between two looks at the stop signal while a queue is full
 _CLOSE: Final = object()  # what a writer's queue holds besides chunks
 _ABORT: Final = object()
 
@@ -248,6 +250,17 @@ class _Writer:
             target=self._run, name=f"palhm-dest-{target.name}", daemon=True
         )
         self.thread.start()
+
+    def feed(self, chunk: bytes) -> None:
+        """Queue a chunk, waiting while the queue is full; a stop signal ends the wait
+        (Cancelled: the run is being stopped)."""
+        while True:
+            try:
+                self.queue.put(chunk, timeout=_POLL)
+                return
+            except queue.Full:
+                if interrupts.CANCEL.is_set():
+                    raise Cancelled(f"destination '{self.target.name}': cancelled") from None
 
     def _run(self) -> None:
         while True:
