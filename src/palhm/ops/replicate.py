@@ -99,10 +99,16 @@ def _sides(
             raise UsageError(
                 f"task '{task.id}' has no destination '{wanted}' (destinations: {', '.join(names)})"
             )
+    for destination in destinations:
+        if destination.backend == "null" and destination.name in (source, target):
+            raise UsageError(
+                f"task '{task.id}': destination '{destination.name}' is null: it keeps no copies"
+            )
     origin_name = source or names[0]
     if target == origin_name:
         raise UsageError(f"task '{task.id}': --from and --to are both '{origin_name}'")
-    chosen = [target] if target is not None else [n for n in names if n != origin_name]
+    others = [d.name for d in destinations if d.name != origin_name and d.backend != "null"]
+    chosen = [target] if target is not None else others
     by_name = {d.name: d for d in destinations}
     origin = by_name[origin_name]
     origin_side = _Side(origin, task.at(origin), existing_backend(config, task.at(origin)))
