@@ -200,6 +200,10 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     drill.add_argument("task", help="backup task id")
     drill.add_argument("-n", "--dry-run", action="store_true", help="print the plan only")
     _add_dest(drill)
+    _add_replicate(commands)
+
+
+def _add_replicate(commands: argparse._SubParsersAction[_Parser]) -> None:
     replicate = commands.add_parser(
         "replicate", help="copy complete copies one destination has and another lacks"
     )
