@@ -18,7 +18,7 @@ Format (JSON, kebab-case keys, times in UTC ISO 8601 with microseconds)::
 from __future__ import annotations
 
 import json
-import socket
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +75,7 @@ class Manifest:
 
 def building_manifest(task: str, prefix: str, start: datetime) -> Manifest:
     """The in-progress marker written first by backends that cannot rename."""
-    return Manifest(task, prefix, start, None, state="building", host=socket.gethostname())
+    return Manifest(task, prefix, start, None, state="building", host=os.uname().nodename)
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

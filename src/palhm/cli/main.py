@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from palhm import __version__
 from palhm.errors import (
@@ -54,7 +54,10 @@ class _Parser(argparse.ArgumentParser):
 _GLOBAL_ONLY: Final = frozenset({"-q", "--quiet", "-v", "--verbose", "-vv", "-vvv", "--version"})
 
 
-def build_parser() -> _Parser:
+def build_parser(only: str | None = None) -> _Parser:
+    """The whole command line, or with `only` a parser that knows that one command
+    (the others are never built: ~10 ms of start-up, most of it argparse's gettext
+    look-ups; see main())."""
     parser = _Parser(
         prog="palhm",
         description="Periodic Automatic Live Host Maintenance: run routine and backup tasks.",
@@ -72,7 +75,7 @@ def build_parser() -> _Parser:
     )
     _add_anywhere_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_commands(commands)
+    _add_commands(commands if only is None else _OneCommand(commands, only))
     summaries = {a.dest: a.help for a in commands._choices_actions}
     for name, sub in commands.choices.items():
         _add_anywhere_options(sub, default=argparse.SUPPRESS)
@@ -83,6 +86,49 @@ def build_parser() -> _Parser:
             example = _EXAMPLES.get(name)
             sub.epilog = _EXIT_STATUS_EPILOG + (f"\n\nexample:\n  {example}" if example else "")
     return parser
+
+
+class _OneCommand:
+    """What `_add_commands` sees when one command is needed: add_parser builds that
+    command's parser and hands a sink that ignores every argument for the others."""
+
+    def __init__(self, commands: argparse._SubParsersAction[_Parser], name: str) -> None:
+        self.commands = commands
+        self.name = name
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self.name:
+            return self.commands.add_parser(name, **kwargs)
+        return _IGNORED
+
+
+class _Ignored:
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> _Ignored:
+        return self
+
+    add_argument_group = add_mutually_exclusive_group
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        pass
+
+
+_IGNORED: Final = _Ignored()
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named in argv (the first word that is not an option or -f's value)."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-f", "--file"):
+            next(words, None)
+        elif word == "--":
+            return next(words, None)
+        elif not word.startswith("-") or word == "-":
+            return word
+    return None
 
 
 _FILE_HELP: Final = (
@@ -124,7 +170,7 @@ def _add_anywhere_options(parser: argparse.ArgumentParser, *, default: object) -
         )
 
 
-def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_commands(commands: argparse._SubParsersAction[_Parser] | _OneCommand) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
     run.add_argument(
         "task", nargs="?", default="", help="task to run (default: 'default'; see config tasks)"
@@ -474,7 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (doc/design.md#command-line).
 
     The only exception -> status map."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _command_word(words)
+    # help and unknown words need every command (usage, "invalid choice" lists)
+    parser = build_parser(command if command in COMMANDS and command != "help" else None)
     debug = False
     if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly
         sys.stdout = open(os.devnull)  # noqa: SIM115 - read-only: every write raises OSError

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -135,7 +134,7 @@ def run_backup(
                 start,
                 datetime.now(UTC),
                 records,
-                host=socket.gethostname(),
+                host=os.uname().nodename,
                 suspect=suspect,
             )
             faults.crashpoint("before-commit")  # test facility (tests/reliability)
