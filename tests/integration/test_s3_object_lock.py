@@ -1,0 +1,276 @@
+"""S3 Object Lock (`object-lock`) and delegated deletion (`delete: delegated`) on a real
+moto server: retention on every object and manifest, rotation that never tries a
+locked copy, a key without delete rights, and `palhm rotate` removing expired copies.
+
+moto applies the lock headers of a single PutObject but not those of a multipart
+upload: palhm then sets the retention with PutObjectRetention, which these tests see
+through HeadObject (moto answers GetObjectRetention with a 500). moto also accepts
+a retain-until date in the past (AWS refuses one), which lets a test make copies
+whose lock has already expired.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from palhm.backends.base import MANIFEST_NAME
+from palhm.backends.s3.backend import S3Backend
+from palhm.durations import Duration
+from palhm.manifest import Manifest, encode_manifest
+from palhm.model import ObjectLock
+from tests.helpers import run_palhm, write_config
+from tests.services.moto import MotoServer, empty_bucket
+
+pytestmark = pytest.mark.services
+
+MiB = 1 << 20
+ROOT = "backup/host1"
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer) -> Any:
+    return moto_server.client("s3")
+
+
+@pytest.fixture
+def locked_bucket(moto_server: MotoServer, moto_env: dict[str, str], s3: Any) -> Iterator[str]:
+    """A fresh bucket created with Object Lock enabled (so versioned)."""
+    name = f"palhm-lock-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    yield name
+    remove_locked_bucket(s3, name)
+
+
+def remove_locked_bucket(s3: Any, bucket: str) -> None:
+    """Delete every version (bypassing GOVERNANCE locks), then the bucket."""
+    s3.delete_bucket_policy(Bucket=bucket)
+    empty_bucket(s3, bucket)
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for entry in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+            s3.delete_object(
+                Bucket=bucket,
+                Key=entry["Key"],
+                VersionId=entry["VersionId"],
+                BypassGovernanceRetention=True,
+            )
+    s3.delete_bucket(Bucket=bucket)
+
+
+def config(bucket: str, endpoint: str, objects: list[dict[str, Any]], **params: Any) -> dict:
+    return {
+        "modules": ["aws"],
+        "tasks": [
+            {
+                "id": "backup",
+                "type": "backup",
+                "backend": "aws-s3",
+                "backend-param": {
+                    "bucket": bucket,
+                    "root": ROOT,
+                    "endpoint-url": endpoint,
+                    "region": "us-east-1",
+                    "part-size": 5 * MiB,
+                    "prefix": {"type": "iso8601", "timespec": "microseconds"},
+                    **params,
+                },
+                "objects": objects,
+            }
+        ],
+    }
+
+
+def cat(path: str, source: Path) -> dict[str, Any]:
+    return {"path": path, "pipeline": [{"type": "exec-inline", "argv": ["cat", str(source)]}]}
+
+
+def palhm(server: MotoServer, cfg: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = run_palhm(["-f", str(cfg), *args], env=env or server.env)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def keys(s3: Any, bucket: str) -> dict[str, list[str]]:
+    """prefix -> sorted paths of the current (not deleted) keys under ROOT."""
+    found: dict[str, list[str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=ROOT):
+        for entry in page.get("Contents", ()):
+            prefix, _, path = entry["Key"][len(ROOT) + 1 :].partition("/")
+            found.setdefault(prefix, []).append(path)
+    return {prefix: sorted(paths) for prefix, paths in found.items()}
+
+
+def make_copy(backend: S3Backend, prefix: str, data: bytes = b"old data\n") -> None:
+    """A complete copy made by palhm's backend under PREFIX (any date)."""
+    start = datetime.fromisoformat(prefix)
+    writer = backend.begin_copy(
+        prefix, building_manifest=encode_manifest(Manifest("backup", prefix, start, None))
+    )
+    sink = writer.open_object("data", alloc_size=None)
+    sink.write(memoryview(data))
+    sink.close()
+    manifest = Manifest("backup", prefix, start, start, retain_until=backend.retain_until(prefix))
+    writer.commit(encode_manifest(manifest))
+
+
+def backend_on(moto_server: MotoServer, bucket: str, **params: Any) -> S3Backend:
+    base = {"bucket": bucket, "root": ROOT, "endpoint_url": moto_server.endpoint_url}
+    return S3Backend({**base, "region": "us-east-1", **params}, task_id="backup")
+
+
+def one_day_lock() -> ObjectLock:
+    return ObjectLock("GOVERNANCE", (Duration(days=1),), "period 1d")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    small, big = tmp_path / "small.bin", tmp_path / "big.bin"
+    small.write_bytes(os.urandom(1000))
+    big.write_bytes(os.urandom(11 * MiB))  # three parts of 5 MiB: a multipart upload
+    return {"small.bin": small, "big.bin": big}
+
+
+def test_every_object_and_the_manifest_are_locked_until_the_date_the_rules_give(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any, files: dict[str, Path]
+) -> None:
+    objects = [cat(name, path) for name, path in files.items()]
+    doc = config(
+        locked_bucket, moto_server.endpoint_url, objects,
+        **{"object-lock": {"mode": "GOVERNANCE"}, "keep-daily": 7, "keep-within": "2d"},
+    )  # fmt: skip
+    result = palhm(moto_server, write_config(tmp_path / "c.json", doc), "run", "backup")
+    assert result.returncode == 0, result.stderr
+    [(prefix, paths)] = keys(s3, locked_bucket).items()
+    assert paths == sorted([MANIFEST_NAME, "big.bin", "small.bin"])
+    start = datetime.fromisoformat(prefix)
+    expected = (start + timedelta(days=7)).replace(microsecond=0) + timedelta(seconds=1)
+    for path in paths:
+        head = s3.head_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/{path}")
+        assert head.get("ObjectLockMode") == "GOVERNANCE", path
+        assert head.get("ObjectLockRetainUntilDate") == expected, path
+    body = s3.get_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/{MANIFEST_NAME}")["Body"]
+    manifest = json.loads(body.read())
+    assert datetime.fromisoformat(manifest["retain-until"]) == expected
+
+
+def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, files: dict[str, Path]
+) -> None:
+    doc = config(
+        s3_bucket, moto_server.endpoint_url, [cat("small.bin", files["small.bin"])],
+        **{"object-lock": {"mode": "COMPLIANCE", "period": "1d"}},
+    )  # fmt: skip
+    result = palhm(moto_server, write_config(tmp_path / "c.json", doc), "run", "backup")
+    assert result.returncode == 1
+    assert (
+        f"task 'backup': backend-param object-lock is set but bucket {s3_bucket} has no"
+        " Object Lock: the bucket was created without Object Lock; nothing was written"
+    ) in result.stderr
+    assert keys(s3, s3_bucket) == {}
+
+
+def test_a_locked_copy_is_kept_by_rotation_and_the_run_succeeds(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any, files: dict[str, Path]
+) -> None:
+    doc = config(
+        locked_bucket, moto_server.endpoint_url, [cat("small.bin", files["small.bin"])],
+        **{"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "nb-copy-limit": 1},
+    )  # fmt: skip
+    cfg = write_config(tmp_path / "c.json", doc)
+    assert palhm(moto_server, cfg, "run", "backup").returncode == 0
+    second = palhm(moto_server, cfg, "-v", "run", "backup")
+    assert second.returncode == 0, second.stderr
+    first, newest = sorted(keys(s3, locked_bucket))
+    assert "removing copy" not in second.stderr
+    assert f"keeping copy s3://{locked_bucket}/{ROOT}/{first}/: locked until " in second.stderr
+    assert "nb-copy-limit 1: 2 locked copies: the copies locked in" in second.stderr
+    listing = palhm(moto_server, cfg, "list", "backup")
+    assert f"{first}  complete,locked" in listing.stdout
+    assert f": {first} (rotation keeps it)" in listing.stdout
+    as_json = json.loads(palhm(moto_server, cfg, "list", "backup", "--json").stdout)
+    assert all(entry["retain-until"] for entry in as_json)
+
+
+def test_rotate_removes_expired_copies_and_keeps_locked_ones(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any
+) -> None:
+    backend = backend_on(moto_server, locked_bucket, object_lock=one_day_lock())
+    now = datetime.now(UTC)
+    expired = [(now - timedelta(days=10 - n)).isoformat() for n in range(2)]
+    locked = (now - timedelta(hours=2)).isoformat()
+    for prefix in [*expired, locked]:
+        make_copy(backend, prefix)
+    doc = config(
+        locked_bucket, moto_server.endpoint_url, [],
+        **{"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "keep-last": 1},
+    )  # fmt: skip
+    doc["tasks"][0]["objects"] = [cat("x", tmp_path)]
+    cfg = write_config(tmp_path / "c.json", doc)
+    plan = palhm(moto_server, cfg, "rotate", "-n", "backup")
+    assert plan.returncode == 0, plan.stderr
+    assert f"would remove  {expired[0]}  kept by no keep-* rule" in plan.stdout
+    assert f"would keep    {locked}  current copy, keep-last, locked until " in plan.stdout
+    assert sorted(keys(s3, locked_bucket)) == sorted([*expired, locked])  # nothing removed
+    done = palhm(moto_server, cfg, "rotate", "backup")
+    assert done.returncode == 0, done.stderr
+    assert "2 of 3 counted copies removed" in done.stdout
+    assert sorted(keys(s3, locked_bucket)) == [locked]
+
+
+def deny_delete_policy(bucket: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:DeleteObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", ["delegated", "normal"])
+def test_access_denied_on_delete_is_delegated_or_a_clear_rotation_error(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any, mode: str
+) -> None:
+    old = (datetime.now(UTC) - timedelta(days=5)).isoformat()
+    make_copy(backend_on(moto_server, locked_bucket, object_lock=one_day_lock()), old)
+    s3.put_bucket_policy(Bucket=locked_bucket, Policy=deny_delete_policy(locked_bucket))
+    data = tmp_path / "data"
+    data.write_bytes(b"new\n")
+    doc = config(
+        locked_bucket, moto_server.endpoint_url, [cat("data", data)],
+        **{"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "keep-last": 1,
+           "delete": mode},
+    )  # fmt: skip
+    cfg = write_config(tmp_path / "c.json", doc)
+    result = palhm(moto_server, cfg, "run", "backup")
+    copies = keys(s3, locked_bucket)
+    assert len(copies) == 2 and copies[old] == [MANIFEST_NAME, "data"]  # nothing deleted
+    listing = palhm(moto_server, cfg, "list", "backup")
+    assert f"{old}  complete" in listing.stdout  # the manifest was put back: still complete
+    if mode == "delegated":
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"copy s3://{locked_bucket}/{ROOT}/{old}/: deletion left to the rotation host"
+            " (delete: delegated)"
+        ) in result.stderr
+    else:
+        assert result.returncode == 1
+        assert "task 'backup': rotation failed: " in result.stderr
+        assert "AccessDenied" in result.stderr
+        assert "set backend-param delete to delegated" in result.stderr
+        newest = max(copies)
+        assert "is safe" in result.stderr and newest in result.stderr
+        assert f"{newest}  complete" in listing.stdout
