@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,8 @@ from palhm.backends.s3.backend import S3Backend
 from palhm.durations import Duration
 from palhm.manifest import Manifest, encode_manifest
 from palhm.model import ObjectLock
-from tests.helpers import run_palhm, write_config
-from tests.services.moto import MotoServer, empty_bucket
+from tests.helpers import REPO, run_palhm, write_config
+from tests.services.moto import MotoServer, empty_bucket, need_moto, start_moto_server
 
 pytestmark = pytest.mark.services
 
@@ -274,3 +275,78 @@ def test_access_denied_on_delete_is_delegated_or_a_clear_rotation_error(
         newest = max(copies)
         assert "is safe" in result.stderr and newest in result.stderr
         assert f"{newest}  complete" in listing.stdout
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+def documented_policies(bucket: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Policies A (backup host) and B (rotation host) of doc/aws.md, for `bucket`."""
+    text = (REPO / "doc" / "aws.md").read_text()
+    section = text.split("\n## Separation of rights\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2, "doc/aws.md: Separation of rights holds policies A and B"
+    a, b = (
+        json.loads(block.replace("example-backups", bucket).replace("palhm/db1", ROOT))
+        for block in blocks
+    )
+    return a, b
+
+
+def iam_user(iam: Any, name: str, policy: dict[str, Any]) -> tuple[str, str]:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def test_documented_policies_a_write_only_backup_host_and_a_rotation_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto enforcing IAM: with policy A a backup with `delete: delegated` succeeds and
+    leaves the expired copy; with policy B `palhm rotate` removes it."""
+    need_moto()
+    import boto3
+
+    everything = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}  # fmt: skip
+    # moto authorises nothing after its first 3 requests: those make the admin user
+    with start_moto_server(tmp_path, extra_env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as server:
+        session = boto3.session.Session(region_name="us-east-1")
+        iam = session.client("iam", endpoint_url=server.endpoint_url,
+                             aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+        admin_id, admin_secret = iam_user(iam, "admin", everything)
+        credentials = {"aws_access_key_id": admin_id, "aws_secret_access_key": admin_secret}
+        iam = session.client("iam", endpoint_url=server.endpoint_url, **credentials)
+        s3 = session.client("s3", endpoint_url=server.endpoint_url, **credentials)
+        bucket = f"palhm-lock-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        policy_a, policy_b = documented_policies(bucket)
+        hosts = {}
+        for name, policy in (("backup-host", policy_a), ("rotation-host", policy_b)):
+            key_id, secret = iam_user(iam, name, policy)
+            hosts[name] = {**server.env, "AWS_ACCESS_KEY_ID": key_id,
+                           "AWS_SECRET_ACCESS_KEY": secret}  # fmt: skip
+        for name, value in {**server.env, "AWS_ACCESS_KEY_ID": admin_id,
+                            "AWS_SECRET_ACCESS_KEY": admin_secret}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        old = (datetime.now(UTC) - timedelta(days=5)).isoformat()
+        make_copy(backend_on(server, bucket, object_lock=one_day_lock()), old)
+
+        data = tmp_path / "data"
+        data.write_bytes(b"new\n")
+        doc = config(
+            bucket, server.endpoint_url, [cat("data", data)],
+            **{"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "keep-last": 1,
+               "delete": "delegated"},
+        )  # fmt: skip
+        cfg = write_config(tmp_path / "c.json", doc)
+        backup = palhm(server, cfg, "run", "backup", env=hosts["backup-host"])
+        assert backup.returncode == 0, backup.stderr
+        assert "deletion left to the rotation host" in backup.stderr
+        assert "AccessDenied" not in backup.stderr  # every other request was allowed
+        assert len(keys(s3, bucket)) == 2
+
+        rotation = palhm(server, cfg, "rotate", "backup", env=hosts["rotation-host"])
+        assert rotation.returncode == 0, rotation.stderr
+        assert old not in keys(s3, bucket) and len(keys(s3, bucket)) == 1

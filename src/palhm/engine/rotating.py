@@ -43,11 +43,18 @@ DELEGATED = "deletion left to the rotation host (delete: delegated)"
 
 
 def rotate_task(
-    backend: Backend, task: BackupTask, *, current: str | None = None, dry_run: bool = False
+    backend: Backend,
+    task: BackupTask,
+    *,
+    current: str | None = None,
+    dry_run: bool = False,
+    delegate: bool | None = None,
 ) -> RotationPlan:
     """Plan the rotation of `task`'s copies on `backend` and carry it out (not with
     `dry_run`). Returns the plan as done: copies whose deletion was delegated move
-    to `keep` with the reason DELEGATED.
+    to `keep` with the reason DELEGATED. `delegate`: whether a refused deletion is
+    left to another host (default: the backend's `delete: delegated`); `palhm
+    rotate`, the rotation host itself, passes False.
 
     Raises RotationError (saying the copy `current` is safe when given) or
     Interrupted (between two removals).
@@ -61,6 +68,8 @@ def rotate_task(
     _report(task, backend, copies, plan)
     if dry_run:
         return plan
+    if delegate is None:
+        delegate = backend.deletion_delegated
     delegated: list[Decision] = []
     for doomed in plan.remove:
         interrupts.check()  # stop rotating on a signal: the new copy is committed
@@ -69,11 +78,9 @@ def rotate_task(
         try:
             backend.remove_copy(doomed.copy)
         except DeleteDeniedError as error:
-            if not backend.deletion_delegated:
+            if not delegate:
                 raise RotationError(
-                    f"task '{task.id}': rotation failed: {error} (this host's key may not"
-                    " delete: set backend-param delete to delegated and run `palhm rotate`"
-                    f" on a host that may){safe}"
+                    f"task '{task.id}': rotation failed: {error} ({_denied_hint(current)}){safe}"
                 ) from error
             log.info("task '%s': copy %s: %s", task.id, doomed.copy.location, DELEGATED)
             delegated.append(Decision(doomed.copy, (DELEGATED,)))
@@ -88,11 +95,23 @@ def rotate_task(
     )
 
 
-def remove_incomplete(backend: Backend, task: BackupTask, *, dry_run: bool = False) -> list[str]:
+def _denied_hint(current: str | None) -> str:
+    if current is None:  # palhm rotate: this host is meant to delete
+        return "this host's key may not delete: give it s3:DeleteObject (doc/aws.md)"
+    return (
+        "this host's key may not delete: set backend-param delete to delegated and run"
+        " `palhm rotate` on a host that may"
+    )
+
+
+def remove_incomplete(
+    backend: Backend, task: BackupTask, *, dry_run: bool = False, delegate: bool | None = None
+) -> list[str]:
     """Remove copies left incomplete by runs that died (the caller holds the lock: no
     run of this host is building one; the S3 backend leaves another host's recent
     one alone). A failure is logged, never raised: it does not stop a backup or a
-    rotation. Returns the locations removed (with `dry_run`: that would be)."""
+    rotation (a refusal only at info level where `delegate`, as in rotate_task).
+    Returns the locations removed (with `dry_run`: that would be)."""
     removed = []
     for copy in backend.list_copies():
         if copy.state != "incomplete":
@@ -106,7 +125,7 @@ def remove_incomplete(backend: Backend, task: BackupTask, *, dry_run: bool = Fal
             backend.remove_copy(copy)
             removed.append(copy.location)
         except DeleteDeniedError as error:
-            if not backend.deletion_delegated:
+            if not (backend.deletion_delegated if delegate is None else delegate):
                 log.error("task '%s': %s", task.id, error)
             else:
                 log.info("task '%s': %s: %s", task.id, copy.location, DELEGATED)

@@ -24,9 +24,9 @@ def rotate(config: Config, task: BackupTask, *, dry_run: bool) -> str:
         incomplete = remove_incomplete(backend, task, dry_run=True)
         plan = rotate_task(backend, task, dry_run=True)
     else:
-        with task_lock(backend, task):
-            incomplete = remove_incomplete(backend, task)
-            plan = rotate_task(backend, task)
+        with task_lock(backend, task):  # this host deletes: a refusal is an error
+            incomplete = remove_incomplete(backend, task, delegate=False)
+            plan = rotate_task(backend, task, delegate=False)
     return report_text(task, backend, plan, incomplete, dry_run=dry_run)
 
 

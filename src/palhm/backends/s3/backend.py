@@ -599,10 +599,15 @@ class S3Backend(Backend):
             raise
 
     def _delete_keys(self, prefix: str, keys: list[str]) -> None:
+        one_gone = False  # the first key went alone (DeleteObjects refused, see below)
         if self._delete_objects:
             try:
                 self._delete_objects_call(prefix, keys)
                 return
+            except DeleteDeniedError as denied:
+                if not denied.untouched or not self._deletes_one_by_one(keys[0], denied):
+                    raise
+                keys, one_gone = keys[1:], True
             except BackendError as exc:
                 code = aws.error_code(exc.__cause__) if exc.__cause__ else None
                 if code not in UNSUPPORTED_CODES or code in DENIED_CODES:
@@ -619,8 +624,31 @@ class S3Backend(Backend):
             except BackendError as exc:
                 code = aws.error_code(exc.__cause__) if exc.__cause__ else None
                 if code in DENIED_CODES:
-                    raise DeleteDeniedError(str(exc), untouched=index == 0) from exc
+                    untouched = index == 0 and not one_gone
+                    raise DeleteDeniedError(str(exc), untouched=untouched) from exc
                 raise
+
+    def _deletes_one_by_one(self, key: str, denied: DeleteDeniedError) -> bool:
+        """DeleteObjects refused every key: try DeleteObject on the first alone. Some
+        stores (moto) authorise DeleteObjects against the bucket rather than each key,
+        so a policy allowing s3:DeleteObject on ROOT/* only is refused there: True
+        (and one key at a time from now on) when the single delete works; raises
+        DeleteDeniedError (nothing deleted) when it is refused too."""
+        try:
+            with self.errors(f"s3://{self.bucket}/{key}", "deleting"):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if code in DENIED_CODES:
+                raise DeleteDeniedError(f"{denied}; {exc}", untouched=True) from exc
+            raise
+        log.warning(
+            "%s: the store refused DeleteObjects (AccessDenied) but deletes one key at a"
+            " time; deleting one key at a time",
+            self.describe(),
+        )
+        self._delete_objects = False
+        return True
 
     def _delete_objects_call(self, prefix: str, keys: list[str]) -> None:
         with self.errors(self.location(prefix), "deleting"):
