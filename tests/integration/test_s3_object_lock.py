@@ -144,7 +144,8 @@ def test_every_object_and_the_manifest_are_locked_until_the_date_the_rules_give(
     objects = [cat(name, path) for name, path in files.items()]
     doc = config(
         locked_bucket, moto_server.endpoint_url, objects,
-        **{"object-lock": {"mode": "GOVERNANCE"}, "keep-daily": 7, "keep-within": "2d"},
+        **{"object-lock": {"mode": "GOVERNANCE"}, "keep-daily": 7, "keep-within": "2d",
+           "rot-storage-class": "STANDARD_IA"},
     )  # fmt: skip
     result = palhm(moto_server, write_config(tmp_path / "c.json", doc), "run", "backup")
     assert result.returncode == 0, result.stderr
@@ -156,6 +157,8 @@ def test_every_object_and_the_manifest_are_locked_until_the_date_the_rules_give(
         head = s3.head_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/{path}")
         assert head.get("ObjectLockMode") == "GOVERNANCE", path
         assert head.get("ObjectLockRetainUntilDate") == expected, path
+        moved = path != MANIFEST_NAME  # moved after the commit: the new version locked too
+        assert head.get("StorageClass", "STANDARD") == ("STANDARD_IA" if moved else "STANDARD")
     body = s3.get_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/{MANIFEST_NAME}")["Body"]
     manifest = json.loads(body.read())
     assert datetime.fromisoformat(manifest["retain-until"]) == expected

@@ -339,9 +339,11 @@ class S3Backend(Backend):
 
     def retain_until(self, prefix: str) -> datetime | None:
         """The copy's prefix time plus the lock period (None without object-lock)."""
-        start = parse_prefix(prefix)
-        if self.object_lock is None or start is None:
+        if self.object_lock is None:
             return None
+        start = parse_prefix(prefix)
+        if start is None:  # never write a copy unlocked that was meant to be locked
+            raise BackendError(f"{self.location(prefix)}: not a dated copy name: cannot lock it")
         return self.object_lock.retain_until(start)
 
     def check_object_lock(self) -> None:
@@ -361,8 +363,13 @@ class S3Backend(Backend):
                 problem = "the bucket was created without Object Lock"
             elif code in UNSUPPORTED_CODES and code not in DENIED_CODES:
                 problem = f"the store does not support Object Lock ({exc})"
-            else:
+            elif code not in DENIED_CODES:
                 raise
+            else:
+                raise BackendError(
+                    f"{exc} (with object-lock, the key needs"
+                    " s3:GetBucketObjectLockConfiguration on the bucket)"
+                ) from exc
         if problem:
             raise BackendError(
                 f"task '{self.task_id}': backend-param object-lock is set but bucket"
@@ -733,6 +740,7 @@ class S3Backend(Backend):
                 s3_transition.change_storage_class(
                     self, entry["Key"], entry["Size"], self.rot_storage_class
                 )
+                self._relock(prefix, entry["Key"])
             except BackendError as error:
                 # The copy is committed and intact in its class: never block rotation.
                 log.warning(
@@ -741,6 +749,17 @@ class S3Backend(Backend):
                     self.task_id, error, done, len(entries),
                 )  # fmt: skip
                 return
+
+    def _relock(self, prefix: str, key: str) -> None:
+        """With object-lock: lock the version a storage-class move wrote (a copy onto
+        itself is a new version; the locked one it replaced stays until its date).
+        PutObjectRetention, as a locked CopyObject needs a checksum some stores lack."""
+        until = self.retain_until(prefix)
+        if self.object_lock is None or until is None:
+            return
+        retention = {"Mode": self.object_lock.mode, "RetainUntilDate": until}
+        with self.errors(f"s3://{self.bucket}/{key}", "locking after the move"):
+            self.client.put_object_retention(Bucket=self.bucket, Key=key, Retention=retention)
 
     def read_note(self, name: str) -> bytes | None:
         key = f"{self.root}/{name}" if self.root else name
