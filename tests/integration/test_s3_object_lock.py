@@ -353,3 +353,32 @@ def test_documented_policies_a_write_only_backup_host_and_a_rotation_host(
         rotation = palhm(server, cfg, "rotate", "backup", env=hosts["rotation-host"])
         assert rotation.returncode == 0, rotation.stderr
         assert old not in keys(s3, bucket) and len(keys(s3, bucket)) == 1
+
+
+def test_a_failed_run_on_a_write_only_host_leaves_its_copy_to_palhm_rotate(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any
+) -> None:
+    s3.put_bucket_policy(Bucket=locked_bucket, Policy=deny_delete_policy(locked_bucket))
+    data = tmp_path / "data"
+    data.write_bytes(b"data\n")
+    fails = {"path": "fails", "pipeline": [{"type": "exec-inline", "argv": ["false"]}]}
+    doc = config(
+        locked_bucket, moto_server.endpoint_url, [cat("data", data), fails],
+        **{"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "delete": "delegated"},
+    )  # fmt: skip
+    doc["tasks"][0]["object-groups"] = [{"id": "first"}, {"id": "then", "depends": ["first"]}]
+    doc["tasks"][0]["objects"][0]["group"] = "first"
+    doc["tasks"][0]["objects"][1]["group"] = "then"  # fails once "data" is stored
+    cfg = write_config(tmp_path / "c.json", doc)
+    failed = palhm(moto_server, cfg, "run", "backup")
+    assert failed.returncode == 1
+    assert "object 'fails'" in failed.stderr
+    assert "(left to the rotation host: delete: delegated)" in failed.stderr
+    [prefix] = keys(s3, locked_bucket)
+    plan = palhm(moto_server, cfg, "rotate", "-n", "backup")
+    assert f"would remove incomplete copy s3://{locked_bucket}/{ROOT}/{prefix}/" in plan.stdout
+    s3.delete_bucket_policy(Bucket=locked_bucket)  # now run as the rotation host
+    done = palhm(moto_server, cfg, "rotate", "backup")
+    assert done.returncode == 0, done.stderr
+    assert "0 of 0 counted copies removed, 1 incomplete" in done.stdout
+    assert keys(s3, locked_bucket) == {}

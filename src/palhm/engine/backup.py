@@ -53,6 +53,7 @@ from palhm.errors import (
     RESOURCE_ERRNOS,
     BackendError,
     Cancelled,
+    DeleteDeniedError,
     LockedError,
     PipelineError,
     ResourceError,
@@ -244,6 +245,11 @@ def copy_transaction(
         log.info("rolling back copy %s/%s", backend.describe(), prefix)
         try:
             copy.rollback()
+        except DeleteDeniedError as error:
+            if not backend.deletion_delegated:
+                log.error("%s (the next run removes it)", error)
+            else:  # a write-only host: its incomplete copy waits for `palhm rotate`
+                log.warning("%s (left to the rotation host: delete: delegated)", error)
         except Exception as error:
             log.error("%s (the next run removes it)", error)
         raise
