@@ -200,6 +200,8 @@ def test_a_locked_copy_is_kept_by_rotation_and_the_run_succeeds(
     assert f": {first} (rotation keeps it)" in listing.stdout
     as_json = json.loads(palhm(moto_server, cfg, "list", "backup", "--json").stdout)
     assert all(entry["retain-until"] for entry in as_json)
+    plan = palhm(moto_server, cfg, "run", "-n", "backup")
+    assert plan.stdout.count("locked until") == 2, plan.stdout
 
 
 def test_rotate_removes_expired_copies_and_keeps_locked_ones(
