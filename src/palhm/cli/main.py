@@ -151,6 +151,7 @@ _EXAMPLES: Final = {
     "verify": "palhm verify backup latest",
     "get": "palhm get backup latest etc.tar.zst > etc.tar.zst",
     "init": "palhm init /etc/palhm/palhm.conf",
+    "rotate": "palhm rotate -n backup      # what rotation would remove; without -n: remove",
 }
 
 
@@ -234,6 +235,15 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser] | _OneCommand) -
         "--verify-first",
         action="store_true",
         help="check each object against the manifest before feeding it to its pipeline",
+    )
+    rotate = commands.add_parser(
+        "rotate",
+        help="remove the copies the retention rules drop, without a backup"
+        " (from a host with delete rights)",
+    )
+    rotate.add_argument("task", help="backup task id")
+    rotate.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the plan and remove nothing"
     )
     drill = commands.add_parser("drill", help="restore the newest copy into a throwaway target")
     drill.add_argument("task", help="backup task id")
@@ -450,6 +460,23 @@ def cmd_drill(args: argparse.Namespace) -> None:
         sys.stdout.write(report)
 
 
+def cmd_rotate(args: argparse.Namespace) -> None:
+    from palhm.engine import interrupts
+    from palhm.ops import operations
+    from palhm.ops.rotate import rotate
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    if not args.dry_run:
+        interrupts.install_handlers()
+    try:
+        report = rotate(config, task, dry_run=args.dry_run)
+    finally:
+        interrupts.check()  # a signal: exit 130/143 once the removal in progress ended
+    if not args.quiet:
+        sys.stdout.write(report)
+
+
 def cmd_pin(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
@@ -472,6 +499,7 @@ COMMANDS: Final[dict[str, Handler]] = {
     "get": cmd_get,
     "restore": cmd_restore,
     "drill": cmd_drill,
+    "rotate": cmd_rotate,
 }
 
 
