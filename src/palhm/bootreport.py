@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -100,7 +99,7 @@ def gather_facts(report: BootReport, *, systemd_state: str | None = None) -> Boo
     """
     name, offset = local_time_zone()
     return BootFacts(
-        hostname=socket.gethostname(),
+        hostname=os.uname().nodename,
         time_zone=name,
         utc_offset=offset,
         uptime_since=_command_output(["uptime", "--since"]) if report.uptime_since else None,

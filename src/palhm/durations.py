@@ -34,6 +34,17 @@ class Duration:
         except OverflowError:
             return datetime.min.replace(tzinfo=moment.tzinfo)
 
+    def after(self, moment: datetime) -> datetime:
+        """`moment` plus this duration (calendar years/months with Go's normalisation,
+        then days, then hours); datetime.max (in `moment`'s zone) when out of range."""
+        total = moment.year * 12 + moment.month - 1 + self.years * 12 + self.months
+        year, month = divmod(total, 12)
+        try:
+            first = moment.replace(year=year, month=month + 1, day=1)
+            return first + timedelta(days=moment.day - 1 + self.days, hours=self.hours)
+        except (OverflowError, ValueError):
+            return datetime.max.replace(tzinfo=moment.tzinfo)
+
     def __str__(self) -> str:
         parts = [(self.years, "y"), (self.months, "m"), (self.days, "d"), (self.hours, "h")]
         return "".join(f"{n}{unit}" for n, unit in parts if n) or "0h"

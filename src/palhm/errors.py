@@ -107,6 +107,15 @@ class BackendError(PalhmError):
     """The storage backend failed (I/O error, full disk, S3 error ...)."""
 
 
+class DeleteDeniedError(BackendError):
+    """The store refused to delete a copy (AccessDenied: a key without delete rights).
+    `untouched`: nothing of the copy was deleted, so it is still whole."""
+
+    def __init__(self, message: str, *, untouched: bool = True) -> None:
+        super().__init__(message)
+        self.untouched = untouched
+
+
 class LockedError(PalhmError):
     """Another palhm run holds the lock of the same backend root."""
 

@@ -9,6 +9,7 @@ Format (JSON, kebab-case keys, times in UTC ISO 8601 with microseconds)::
     {"format": "palhm-manifest", "format-version": 1, "state": "complete",
      "palhm-version": "1.0.0", "task": "backup", "prefix": "2022-05-01T06:59:17+00:00",
      "host": "db1", "start": "...", "end": "...", "size": 1234,
+     "retain-until": "...",   (only on an Object Lock copy: no deletion before then)
      "objects": [{"path": "etc.tar.zst", "size": 1234,
                   "checksum": {"algorithm": "blake3", "hex": "af13..."},   (null: none)
                   "start": "...", "end": "...",
@@ -18,7 +19,7 @@ Format (JSON, kebab-case keys, times in UTC ISO 8601 with microseconds)::
 from __future__ import annotations
 
 import json
-import socket
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ class Manifest:
     host: str = ""
     palhm_version: str = __version__
     suspect: tuple[str, ...] = ()  # why the copy looks wrong (guards.py); () = fine
+    retain_until: datetime | None = None  # S3 Object Lock: no deletion before (aws-s3)
 
     @property
     def size(self) -> int:
@@ -75,7 +77,7 @@ class Manifest:
 
 def building_manifest(task: str, prefix: str, start: datetime) -> Manifest:
     """The in-progress marker written first by backends that cannot rename."""
-    return Manifest(task, prefix, start, None, state="building", host=socket.gethostname())
+    return Manifest(task, prefix, start, None, state="building", host=os.uname().nodename)
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -95,6 +97,8 @@ def encode_manifest(manifest: Manifest) -> bytes:
     }
     if manifest.suspect:
         document["suspect"] = list(manifest.suspect)
+    if manifest.retain_until is not None:
+        document["retain-until"] = _time(manifest.retain_until)
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
 
 
@@ -146,6 +150,7 @@ def _decode(document: Mapping[str, Any]) -> Manifest:
     if state not in ("building", "complete"):
         raise ValueError(f"unknown state {state!r}")
     end = document.get("end")
+    retain_until = document.get("retain-until")  # absent in older manifests
     return Manifest(
         task=str(document["task"]),
         prefix=str(document["prefix"]),
@@ -156,6 +161,7 @@ def _decode(document: Mapping[str, Any]) -> Manifest:
         host=str(document.get("host", "")),
         palhm_version=str(document.get("palhm-version", "")),
         suspect=tuple(str(reason) for reason in document.get("suspect", ())),
+        retain_until=_parse_time(retain_until) if retain_until is not None else None,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -191,6 +192,27 @@ class RoutineTask:
     id: str
     items: tuple[RoutineItem, ...]
     hooks: Hooks = NO_HOOKS
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """aws-s3 `object-lock`: every object and the manifest of a copy is written with S3
+    Object Lock retention in `mode` until its start time plus the longest of `periods`
+    (the `period` given, else one per time-based retention rule; see
+    engine/rotation.py `lock_periods`). `source` says where the periods come from, for
+    messages: "period 30d" or "keep-daily 7, keep-weekly 4"."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    periods: tuple[Duration, ...]
+    source: str = ""
+
+    def retain_until(self, start: datetime) -> datetime:
+        """The retain-until date of a copy started at `start` (aware), whole seconds
+        rounded up (what S3 stores)."""
+        until = max(period.after(start) for period in self.periods)
+        if until.microsecond:
+            until = until.replace(microsecond=0) + timedelta(seconds=1)
+        return until
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ import pytest
 from palhm.backends.base import MANIFEST_NAME
 from palhm.manifest import parse_manifest
 from tests.helpers import descendants, run_palhm, wait_for, write_config
-from tests.services.s3stores import S3Store
+from tests.services.s3stores import S3Store, store_by_name
 
 pytestmark = pytest.mark.services
 
@@ -407,3 +410,76 @@ def test_degraded_store_refuses_conditional_writes_on(
     result = palhm(store, off, "run", "backup")
     assert result.returncode == 0, result.stderr
     assert "conditional" not in result.stderr
+
+
+# --------------------------------------------------------------------------- Object Lock
+
+# Object Lock does not depend on the protocol: each store once, over HTTP.
+LOCK_STORES = ("moto-http", "seaweedfs-http", "ceph-http", "s3rver-http")
+
+
+@contextmanager
+def locked_bucket(store: S3Store) -> Iterator[tuple[str, str | None]]:
+    """(bucket created with Object Lock enabled, None) or (bucket, why the store has no
+    Object Lock: its answer to GetObjectLockConfiguration). Every version is removed
+    afterwards (GOVERNANCE locks bypassed), best effort."""
+    client = store.client()
+    name = f"palhm-lock-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    reason = None
+    try:
+        enabled = client.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"]
+        if enabled.get("ObjectLockEnabled") != "Enabled":
+            reason = f"GetObjectLockConfiguration answers {enabled}"
+    except Exception as exc:  # noqa: BLE001 - the store's own answer is the reason
+        reason = f"GetObjectLockConfiguration answers {exc}"
+    try:
+        yield name, reason
+    finally:
+        _remove_versions(client, name)
+
+
+def _remove_versions(client: Any, bucket: str) -> None:
+    try:
+        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for page in pages:
+            for entry in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                client.delete_object(
+                    Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"],
+                    BypassGovernanceRetention=True,
+                )  # fmt: skip
+        client.delete_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - a store without versions: the session dir goes
+        pass
+
+
+@pytest.mark.parametrize("store_name", LOCK_STORES)
+def test_object_lock_on_each_store(
+    request: pytest.FixtureRequest, store_name: str, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every object (single PUT and multipart) and the manifest locked until the copy's
+    date; the next run keeps the locked copy and succeeds. A store without Object Lock
+    is refused before anything is written, then the case is skipped with its answer."""
+    store = store_by_name(request, store_name)
+    with locked_bucket(store) as (bucket, unsupported):
+        objects = [cat(name, path) for name, path in data.items()]
+        params = {"object-lock": {"mode": "GOVERNANCE", "period": "1d"}, "nb-copy-limit": 1}
+        cfg = write_config(tmp_path / "palhm.json", config(store, bucket, objects, **params))
+        first = palhm(store, cfg, "run", "backup")
+        if unsupported is not None:
+            assert first.returncode == 1
+            assert f"bucket {bucket} has no Object Lock" in first.stderr
+            assert listing(store, bucket) == {}
+            pytest.skip(f"{store.kind} does not support S3 Object Lock: {unsupported}")
+        assert first.returncode == 0, first.stderr
+        ((prefix, entries),) = listing(store, bucket).items()
+        expected = parse_manifest(manifest_of(store, bucket, prefix)).retain_until
+        assert expected is not None
+        for path in entries:
+            head = store.client().head_object(Bucket=bucket, Key=f"{ROOT}/{prefix}/{path}")
+            assert head.get("ObjectLockMode") == "GOVERNANCE", path
+            assert head.get("ObjectLockRetainUntilDate") == expected, path
+        second = palhm(store, cfg, "run", "backup")
+        assert second.returncode == 0, second.stderr
+        assert len(listing(store, bucket)) == 2  # the locked copy was not tried
+        assert "locked copies" in second.stderr

@@ -130,13 +130,19 @@ def _wait_ready(server: MotoServer) -> None:
 
 @contextmanager
 def start_moto_server(
-    log_dir: Path, *, part_min_size: int = PART_MIN_SIZE, port: int | None = None
+    log_dir: Path,
+    *,
+    part_min_size: int = PART_MIN_SIZE,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[MotoServer]:
     """Start a moto server on `port` (default: a free loopback port); stop exactly it
-    at the end. A fixed port lets a test restart a server at the same endpoint."""
+    at the end. A fixed port lets a test restart a server at the same endpoint.
+    `extra_env`: moto settings, such as INITIAL_NO_AUTH_ACTION_COUNT (IAM enforced
+    after that many requests)."""
     port = free_port() if port is None else port
     log_file = log_dir / f"moto-{port}-{time.monotonic_ns()}.log"
-    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(part_min_size)}
+    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(part_min_size), **(extra_env or {})}
     with open(log_file, "wb") as log:  # a file, not a pipe nobody drains: moto logs each request
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, ClassVar, Literal
 
 from palhm.errors import BackendError
@@ -89,6 +90,11 @@ class CopyInfo:
     location: str  # how messages name it: a directory path or s3://bucket/key/
     task: str | None = None  # the task its manifest names (None: unknown or no manifest)
     problem: str = ""  # why a copy is damaged, for messages
+    retain_until: datetime | None = None  # Object Lock: the store refuses deletion before
+
+    def locked(self, now: datetime) -> bool:
+        """Whether the store keeps this copy from deletion at `now` (Object Lock)."""
+        return self.retain_until is not None and self.retain_until > now
 
     @property
     def counted(self) -> bool:
@@ -164,6 +170,9 @@ class Backend(ABC):
     """A storage backend bound to one task's `backend-param`."""
 
     name: ClassVar[str]
+    deletion_delegated: bool = False
+    """`delete: delegated` (aws-s3): a refused deletion (DeleteDeniedError) is left to
+    another host's `palhm rotate`, not a failure."""
 
     def __init__(self, params: Mapping[str, Any], *, task_id: str) -> None:
         self.params = params
@@ -197,6 +206,11 @@ class Backend(ABC):
     @abstractmethod
     def open_object_reader(self, prefix: str, path: str) -> AbstractContextManager[IO[bytes]]:
         """Read one object of a copy (verify, get). Raises BackendError if missing."""
+
+    def retain_until(self, prefix: str) -> datetime | None:
+        """The date until which the store keeps copy PREFIX from deletion (S3 Object
+        Lock), recorded in its manifest; None when the backend locks nothing."""
+        return None
 
     def after_commit(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Optional post-commit work (aws-s3: move objects to rot-storage-class)."""

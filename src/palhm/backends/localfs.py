@@ -46,7 +46,6 @@ import errno
 import json
 import logging
 import os
-import socket
 import stat
 import threading
 import time
@@ -157,7 +156,7 @@ class LocalfsBackend(Backend):
     def _holder_info(self) -> bytes:
         info = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "task": self.task_id,
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from palhm import __version__
 from palhm.errors import (
@@ -54,7 +54,10 @@ class _Parser(argparse.ArgumentParser):
 _GLOBAL_ONLY: Final = frozenset({"-q", "--quiet", "-v", "--verbose", "-vv", "-vvv", "--version"})
 
 
-def build_parser() -> _Parser:
+def build_parser(only: str | None = None) -> _Parser:
+    """The whole command line, or with `only` a parser that knows that one command
+    (the others are never built: ~10 ms of start-up, most of it argparse's gettext
+    look-ups; see main())."""
     parser = _Parser(
         prog="palhm",
         description="Periodic Automatic Live Host Maintenance: run routine and backup tasks.",
@@ -72,7 +75,7 @@ def build_parser() -> _Parser:
     )
     _add_anywhere_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_commands(commands)
+    _add_commands(commands if only is None else _OneCommand(commands, only))
     summaries = {a.dest: a.help for a in commands._choices_actions}
     for name, sub in commands.choices.items():
         _add_anywhere_options(sub, default=argparse.SUPPRESS)
@@ -83,6 +86,49 @@ def build_parser() -> _Parser:
             example = _EXAMPLES.get(name)
             sub.epilog = _EXIT_STATUS_EPILOG + (f"\n\nexample:\n  {example}" if example else "")
     return parser
+
+
+class _OneCommand:
+    """What `_add_commands` sees when one command is needed: add_parser builds that
+    command's parser and hands a sink that ignores every argument for the others."""
+
+    def __init__(self, commands: argparse._SubParsersAction[_Parser], name: str) -> None:
+        self.commands = commands
+        self.name = name
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self.name:
+            return self.commands.add_parser(name, **kwargs)
+        return _IGNORED
+
+
+class _Ignored:
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> _Ignored:
+        return self
+
+    add_argument_group = add_mutually_exclusive_group
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        pass
+
+
+_IGNORED: Final = _Ignored()
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named in argv (the first word that is not an option or -f's value)."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-f", "--file"):
+            next(words, None)
+        elif word == "--":
+            return next(words, None)
+        elif not word.startswith("-") or word == "-":
+            return word
+    return None
 
 
 _FILE_HELP: Final = (
@@ -106,6 +152,7 @@ _EXAMPLES: Final = {
     "get": "palhm get backup latest etc.tar.zst > etc.tar.zst",
     "init": "palhm init /etc/palhm/palhm.conf",
     "replicate": "palhm replicate backup --from local --to offsite",
+    "rotate": "palhm rotate -n backup      # what rotation would remove; without -n: remove",
 }
 
 
@@ -125,7 +172,7 @@ def _add_anywhere_options(parser: argparse.ArgumentParser, *, default: object) -
         )
 
 
-def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_commands(commands: argparse._SubParsersAction[_Parser] | _OneCommand) -> None:
     run = commands.add_parser("run", help="run a task (default: the task 'default')")
     run.add_argument(
         "task", nargs="?", default="", help="task to run (default: 'default'; see config tasks)"
@@ -196,6 +243,16 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="check each object against the manifest before feeding it to its pipeline",
     )
+    rotate = commands.add_parser(
+        "rotate",
+        help="remove the copies the retention rules drop, without a backup"
+        " (from a host with delete rights)",
+    )
+    rotate.add_argument("task", help="backup task id")
+    rotate.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the plan and remove nothing"
+    )
+    _add_dest(rotate, "rotate this destination only (default: every destination)")
     drill = commands.add_parser("drill", help="restore the newest copy into a throwaway target")
     drill.add_argument("task", help="backup task id")
     drill.add_argument("-n", "--dry-run", action="store_true", help="print the plan only")
@@ -203,7 +260,7 @@ def _add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     _add_replicate(commands)
 
 
-def _add_replicate(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_replicate(commands: argparse._SubParsersAction[_Parser] | _OneCommand) -> None:
     replicate = commands.add_parser(
         "replicate", help="copy complete copies one destination has and another lacks"
     )
@@ -227,7 +284,7 @@ def _add_replicate(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
-def _add_dest(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+def _add_dest(parser: Any, help: str | None = None) -> None:
     parser.add_argument(
         "--dest",
         metavar="NAME",
@@ -483,6 +540,26 @@ def cmd_replicate(args: argparse.Namespace) -> None:
         sys.stdout.write(report)
 
 
+def cmd_rotate(args: argparse.Namespace) -> None:
+    from palhm.engine import interrupts
+    from palhm.ops import operations
+    from palhm.ops.rotate import rotate
+
+    config, _ = _load(args)
+    task = operations.backup_task(config, _task_id(list(config.tasks), args.task))
+    # every destination without --dest: each has its own copies and retention
+    chosen = [args.dest] if args.dest is not None else [d.name for d in task.all_destinations()]
+    if not args.dry_run:
+        interrupts.install_handlers()
+    try:
+        for name in chosen:
+            report = rotate(config, operations.at_destination(task, name), dry_run=args.dry_run)
+            if not args.quiet:
+                sys.stdout.write(report)
+    finally:
+        interrupts.check()  # a signal: exit 130/143 once the removal in progress ended
+
+
 def cmd_pin(args: argparse.Namespace) -> None:
     from palhm.ops import operations
 
@@ -506,6 +583,7 @@ COMMANDS: Final[dict[str, Handler]] = {
     "restore": cmd_restore,
     "drill": cmd_drill,
     "replicate": cmd_replicate,
+    "rotate": cmd_rotate,
 }
 
 
@@ -554,7 +632,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (doc/design.md#command-line).
 
     The only exception -> status map."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _command_word(words)
+    # help and unknown words need every command (usage, "invalid choice" lists)
+    parser = build_parser(command if command in COMMANDS and command != "help" else None)
     debug = False
     if sys.stdout is None:  # started with stdout closed (`>&-`): writing must fail loudly
         sys.stdout = open(os.devnull)  # noqa: SIM115 - read-only: every write raises OSError

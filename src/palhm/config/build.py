@@ -24,6 +24,7 @@ from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
 from palhm.durations import parse_duration
 from palhm.engine.guards import parse_percent
+from palhm.engine.rotation import lock_periods
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 _LIFTED: Final = frozenset(
@@ -231,7 +232,23 @@ def backend_param(backend: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
         for key, value in merged.items()
         if key not in _LIFTED
     }
+    if "object-lock" in params:
+        own["object_lock"] = object_lock(params["object-lock"], retention(params))
     return MappingProxyType(own)
+
+
+def object_lock(raw: Mapping[str, Any], policy: model.RetentionPolicy) -> model.ObjectLock:
+    """aws-s3 `object-lock`: its mode, and `period` or the periods the task's
+    time-based rules give (config check refused a lock with neither)."""
+    if "period" in raw:
+        periods = [(f"period {raw['period']}", parse_duration(raw["period"]))]
+    else:
+        periods = lock_periods(policy)
+    return model.ObjectLock(
+        mode=raw["mode"],
+        periods=tuple(period for _, period in periods),
+        source=", ".join(name for name, _ in periods),
+    )
 
 
 def prefix(raw: Mapping[str, Any] | None) -> model.PrefixSpec:

@@ -357,6 +357,8 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
             (*path, "block-size"),
             f"expected at most {MAX_BLOCK_SIZE} bytes (64 MiB), found {size}",
         )
+    if isinstance(params.get("object-lock"), dict):
+        yield from _object_lock_issues(file, path, params)
     keeps = {k: params[k] for k in _KEEP_KEYS if isinstance(params.get(k), int)}
     if keeps and not any(keeps.values()):
         first = next(iter(keeps))
@@ -367,6 +369,45 @@ def _backend_param_issues(file: str, path: JsonPath, params: dict[str, Any]) -> 
             " rule is unset; give at least 1, or remove the keep-* keys to keep every copy"
             " within nb-copy-limit and root-size-limit",
         )
+
+
+def _object_lock_issues(file: str, path: JsonPath, params: dict[str, Any]) -> Iterator[Issue]:
+    """`object-lock` needs a date: its `period`, or a time-based keep-* rule; and a
+    checksum on every write (S3 requires Content-MD5 or a checksum with a lock)."""
+    lock = params["object-lock"]
+    where: JsonPath = (*path, "object-lock")
+    if isinstance(lock.get("period"), str):
+        yield from _parsed(file, (*where, "period"), lock["period"], parse_duration)
+    elif "period" not in lock and not _time_rules(params):
+        yield Issue(
+            file,
+            where,
+            "no retain-until date can be derived: the task has no time-based retention"
+            " rule (keep-within, keep-hourly, keep-daily, keep-weekly, keep-monthly,"
+            " keep-yearly; keep-last, nb-copy-limit and root-size-limit give no date):"
+            ' give object-lock a "period", such as "30d"',
+        )
+    if params.get("request-checksums") == "off":
+        yield Issue(
+            file,
+            (*path, "request-checksums"),
+            "S3 requires a checksum on every write with an Object Lock retention:"
+            " request-checksums cannot be off with object-lock",
+        )
+
+
+def _time_rules(params: dict[str, Any]) -> bool:
+    """Whether a valid time-based keep-* rule is set (keep-within that parses, or a
+    calendar rule above 0)."""
+    within = params.get("keep-within")
+    if isinstance(within, str):
+        try:
+            parse_duration(within)
+            return True
+        except ValueError:
+            pass
+    rules = ("keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly")
+    return any(isinstance(params.get(k), int) and params[k] > 0 for k in rules)
 
 
 def _mode_safety(file: str, path: JsonPath, raw: Any) -> Iterator[Issue]:

@@ -28,32 +28,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final, Literal, Protocol
 
 from palhm import faults
 from palhm.backends import backend_class
-from palhm.backends.base import Backend, CopyInfo, CopyWriter, ObjectSink
+from palhm.backends.base import Backend, CopyWriter, ObjectSink
 from palhm.engine import interrupts
 from palhm.engine.checksum import new_hasher
 from palhm.engine.execute import PipelineResult, run_pipeline
 from palhm.engine.fanout import DestinationError
 from palhm.engine.graph import GroupSchedule
 from palhm.engine.guards import SuspectCopyError, previous_sizes, suspect_reasons
-from palhm.engine.pins import read_pins
 from palhm.engine.progress import ProgressBoard, open_board
-from palhm.engine.rotation import FUTURE, RotationPlan, plan_rotation
+from palhm.engine.rotating import remove_incomplete, rotate_task
+from palhm.engine.rotation import RotationPlan
 from palhm.errors import (
     RESOURCE_ERRNOS,
     BackendError,
     Cancelled,
+    DeleteDeniedError,
     LockedError,
     PipelineError,
     ResourceError,
@@ -135,7 +135,7 @@ def run_backup(
     # at the moment the pipelines hold most of them (`ulimit -n` near the need).
     new_hasher(task.checksum)
     interrupts.check()
-    with errors_name_task(task), lock(backend, task):
+    with errors_name_task(task), _lock(backend, task):
         phase_lock_acquired()
         remove_incomplete(backend, task)
         baseline = find_baseline(backend, task) if task.max_shrink is not None else None
@@ -146,6 +146,7 @@ def run_backup(
         with copy_transaction(backend, prefix, building_manifest=building) as copy:
             records = ObjectBuilder(task, copy, nb_workers=nb_workers, verbosity=verbosity).run()
             manifest = final_manifest(task, prefix, start, records, baseline)
+            manifest = replace(manifest, retain_until=backend.retain_until(prefix))
             phase_before_commit()
             interrupts.check()  # a signal after the last object still means "no copy"
             copy.commit(encode_manifest(manifest))
@@ -191,7 +192,8 @@ def final_manifest(
     records: tuple[ObjectRecord, ...],
     baseline: Manifest | None,
 ) -> Manifest:
-    """The manifest that commits a copy, suspect marks included (guards.py)."""
+    """The manifest that commits a copy, suspect marks included (guards.py); the
+    caller sets the destination's own `retain_until` (Object Lock)."""
     suspect = suspect_reasons(
         task,
         records,
@@ -204,7 +206,7 @@ def final_manifest(
         start,
         datetime.now(UTC),
         records,
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         suspect=suspect,
     )
 
@@ -228,22 +230,6 @@ def suspect_error(
     return SuspectCopyError("\n".join(lines), result)
 
 
-def suspect_copies(backend: Backend, copies: Sequence[CopyInfo]) -> frozenset[str]:
-    """Prefixes of the complete copies whose manifest marks them suspect (an unreadable
-    manifest is not a mark: rotation treats that copy as before)."""
-    found = set()
-    for info in copies:
-        if info.state != "complete":
-            continue
-        try:
-            data = backend.read_manifest(info.prefix)
-            if data is not None and parse_manifest(data).suspect:
-                found.add(info.prefix)
-        except (BackendError, ValueError):
-            continue
-    return frozenset(found)
-
-
 def find_baseline(backend: Backend, task: BackupTask) -> Manifest | None:
     """The manifest of the newest complete, non-suspect copy: what max-shrink compares
     with. None when there is none (a copy whose manifest cannot be read is skipped)."""
@@ -263,8 +249,14 @@ def find_baseline(backend: Backend, task: BackupTask) -> Manifest | None:
     return None
 
 
+def task_lock(backend: Backend, task: BackupTask) -> contextlib.AbstractContextManager[None]:
+    """The root's lock for a whole operation (`palhm rotate`), waiting up to the task's
+    `lock-wait` as a backup run does."""
+    return _lock(backend, task)
+
+
 @contextlib.contextmanager
-def lock(backend: Backend, task: BackupTask) -> Iterator[None]:
+def _lock(backend: Backend, task: BackupTask) -> Iterator[None]:
     """backend.lock(), trying again for up to `lock-wait` seconds while another run
     holds it (a signal ends the wait: Interrupted)."""
     with contextlib.ExitStack() as stack:
@@ -316,64 +308,28 @@ def copy_transaction(
         log.info("rolling back copy %s/%s", backend.describe(), prefix)
         try:
             copy.rollback()
+        except DeleteDeniedError as error:
+            if not backend.deletion_delegated:
+                log.error("%s (the next run removes it)", error)
+            else:  # a write-only host: its incomplete copy waits for `palhm rotate`
+                log.warning("%s (left to the rotation host: delete: delegated)", error)
         except Exception as error:
             log.error("%s (the next run removes it)", error)
         raise
 
 
 def rotate(backend: Backend, task: BackupTask, *, current: str) -> RotationPlan:
-    """After-commit work: backend.after_commit, then remove old copies oldest first.
+    """After-commit work: backend.after_commit, then rotation (engine/rotating.py).
 
     Raises RotationError (the new copy stays committed) or Interrupted (rotation is
     skipped when a signal arrived).
     """
-    safe = f"the new copy {current} is safe"
     try:
         backend.after_commit(current)
-        interrupts.check()
-        copies = backend.list_copies()
     except BackendError as error:
-        raise RotationError(f"task '{task.id}': {error}; {safe}") from error
-    plan = plan_rotation(
-        copies,
-        task.retention,
-        current=current,
-        now=datetime.now().astimezone(),
-        suspect=suspect_copies(backend, copies),
-        pinned=read_pins(backend),
-    )
-    for kept in plan.keep:
-        log.debug("keeping copy %s: %s", kept.copy.location, ", ".join(kept.reasons))
-        if kept.reasons == (FUTURE,):  # the clock was ahead when it was made
-            log.warning("task '%s': copy %s is %s", task.id, kept.copy.location, FUTURE)
-    for other in sorted({str(c.task) for c in copies if c.state == "other-task"}):
-        log.warning("task '%s': the root also holds copies of task '%s'", task.id, other)
-    for doomed in plan.remove:
-        interrupts.check()  # stop rotating on a signal: the new copy is committed
-        log.info("removing copy %s (%s)", doomed.copy.location, doomed.reasons[0])
-        faults.crashpoint("before-removal")  # test facility (tests/reliability)
-        try:
-            backend.remove_copy(doomed.copy)
-        except BackendError as error:
-            # stop here: going on would delete newer copies while an older one stays
-            raise RotationError(f"task '{task.id}': rotation failed: {error}; {safe}") from error
-        faults.crashpoint("after-removal")  # test facility (tests/reliability)
-    return plan
-
-
-def remove_incomplete(backend: Backend, task: BackupTask) -> None:
-    """Remove copies left incomplete by runs that died (we hold the lock: no run is
-    building one now). A failure is logged; it does not stop a new backup."""
-    for copy in backend.list_copies():
-        if copy.state != "incomplete":
-            continue
-        log.warning("task '%s': removing incomplete copy %s", task.id, copy.location)
-        faults.crashpoint("incomplete-removal")  # test facility (tests/reliability)
-        try:
-            backend.remove_copy(copy)
-        except BackendError as error:
-            log.error("task '%s': %s", task.id, error)
-        faults.crashpoint("incomplete-removed")  # test facility (tests/reliability)
+        raise RotationError(f"task '{task.id}': {error}; the new copy {current} is safe") from error
+    interrupts.check()
+    return rotate_task(backend, task, current=current)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from palhm.backends.base import Backend
@@ -40,19 +41,19 @@ from palhm.engine.backup import (
     ObjectBuilder,
     final_manifest,
     find_baseline,
-    lock,
     make_backend,
     phase_before_commit,
     phase_committed,
     phase_copy_begun,
     phase_lock_acquired,
-    remove_incomplete,
     rotate,
     run_backup,
     suspect_error,
+    task_lock,
 )
 from palhm.engine.checksum import new_hasher
 from palhm.engine.fanout import Destinations, FanoutCopy, Target
+from palhm.engine.rotating import remove_incomplete
 from palhm.engine.rotation import RotationPlan
 from palhm.errors import BackendError, LockedError, PalhmError, RotationError
 from palhm.manifest import Manifest, building_manifest, encode_manifest
@@ -114,7 +115,7 @@ def _prepare(group: Destinations, locks: contextlib.ExitStack) -> None:
     cannot be locked or listed is dropped (or fails the run: group.drop)."""
     for target in group.live():
         try:
-            locks.enter_context(lock(target.backend, target.task))
+            locks.enter_context(task_lock(target.backend, target.task))
             remove_incomplete(target.backend, target.task)
         except (BackendError, LockedError, OSError) as error:
             group.drop(target, error)
@@ -138,7 +139,7 @@ def _make_copies(
         manifest = final_manifest(task, prefix, start, records, baseline)
         phase_before_commit()
         interrupts.check()  # a signal after the last object still means "no copy"
-        _commit(group, encode_manifest(manifest))
+        _commit(group, manifest)
     phase_committed()
     return prefix, manifest
 
@@ -152,11 +153,14 @@ def _begin(group: Destinations, building: bytes, prefix: str) -> None:
     phase_copy_begun()
 
 
-def _commit(group: Destinations, manifest: bytes) -> None:
+def _commit(group: Destinations, manifest: Manifest) -> None:
+    """The same manifest on every destination, but for the Object Lock date each
+    destination's own settings give (None where it has none)."""
     for target in group.live():
         assert target.copy is not None
+        until = target.backend.retain_until(manifest.prefix)
         try:
-            target.copy.commit(manifest)
+            target.copy.commit(encode_manifest(replace(manifest, retain_until=until)))
         except (BackendError, OSError) as error:
             group.drop(target, error)
             continue

@@ -17,6 +17,13 @@ are never counted, kept or removed here (the backup run cleans them up first).
 2. Hard caps: while the survivors number more than `nb-copy-limit` or weigh more than
    `root-size-limit`, the oldest survivor goes.
 3. The current copy is always kept, whatever the rules and limits.
+4. A copy the store locks (S3 Object Lock: its retain-until date is after `now`) is
+   never removed: it is kept with the reason "locked until DATE" whatever the rules.
+   It still counts toward `nb-copy-limit` and `root-size-limit` (it holds a place
+   and space in the root, like a pinned copy), so the caps remove older unlocked
+   copies first; `locked_over_limits` says when the locked copies alone exceed a cap.
+
+`lock_periods` derives how long to lock a new copy from the time-based rules.
 
 The plan lists the copies to remove oldest first (the order to delete them in) and,
 for each kept copy, why it is kept.
@@ -26,10 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from palhm.backends.base import CopyInfo
+from palhm.durations import Duration
 from palhm.model import RetentionPolicy
 from palhm.prefix import parse_prefix
 
@@ -53,6 +61,12 @@ OVER_SIZE: Final = "root-size-limit"
 FUTURE: Final = "dated in the future: never counted, never removed"
 PINNED: Final = "pinned"
 SUPERSEDED: Final = "suspect copy, superseded by a newer good copy"
+LOCKED: Final = "locked until"  # + the date: the store refuses deletion before it
+
+
+def locked_reason(until: datetime) -> str:
+    """'locked until 2026-12-31T06:00:00+00:00' (UTC, seconds)."""
+    return f"{LOCKED} {until.astimezone(UTC).isoformat(timespec='seconds')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +98,12 @@ def plan_rotation(
 ) -> RotationPlan:
     """Decide which counted copies to delete; see the module docstring.
 
-    `current` is the prefix of the copy just committed; `now` (aware) gives the time
-    zone of calendar buckets. `suspect`: prefixes of copies marked suspect (they take
-    no keep-* slot, do not count against the limits, and go once a newer good copy
-    exists); `pinned`: prefixes never removed. Raises ValueError if a copy's prefix
-    does not parse.
+    `current` is the prefix of the copy just committed (or the newest copy, when
+    rotation runs alone); `now` (aware) gives the time zone of calendar buckets and
+    tells locked copies (retain-until after it) from expired ones. `suspect`: prefixes
+    of copies marked suspect (they take no keep-* slot, do not count against the
+    limits, and go once a newer good copy exists); `pinned`: prefixes never removed.
+    Raises ValueError if a copy's prefix does not parse.
     """
     everything = _oldest_first(copies)
     current_time = parse_prefix(current)
@@ -105,9 +120,15 @@ def plan_rotation(
         if prefix in reasons:
             reasons[prefix].insert(0, CURRENT if prefix == current else PINNED)
             removed.pop(prefix, None)
+    locked = {c.prefix: c.retain_until for c, _ in everything if c.locked(now)}
+    for prefix, until in locked.items():
+        if until is not None:
+            reasons[prefix].append(locked_reason(until))
+            removed.pop(prefix, None)
     survivors = [c for c, _ in dated if c.prefix not in removed]
-    removed.update(_apply_caps(survivors, policy, {current, *pinned}))
-    removed.update(_suspect_removals(everything, dated, suspect, pinned, current))
+    protected = {current, *pinned, *locked}
+    removed.update(_apply_caps(survivors, policy, protected))
+    removed.update(_suspect_removals(everything, dated, suspect, protected - {current}, current))
     keep = tuple(
         Decision(c, tuple(reasons[c.prefix]) or (WITHIN_LIMITS,))
         for c, _ in everything
@@ -134,6 +155,50 @@ def _suspect_removals(
         if c.prefix in suspect and c.prefix != current and c.prefix not in pinned
         and when < newest_good
     }  # fmt: skip
+
+
+def locked_over_limits(
+    copies: Sequence[CopyInfo], policy: RetentionPolicy, *, now: datetime
+) -> list[str]:
+    """The caps that the counted copies locked at `now` exceed on their own (rotation
+    can do nothing about those until their locks expire): ["nb-copy-limit 3: 5 locked
+    copies", ...]."""
+    locked = [c for c in copies if c.counted and c.locked(now)]
+    found = []
+    if policy.nb_copy_limit.exceeded_by(len(locked)):
+        found.append(f"{OVER_COUNT} {policy.nb_copy_limit}: {len(locked)} locked copies")
+    size = sum(c.size for c in locked)
+    if policy.root_size_limit.exceeded_by(size):
+        found.append(f"{OVER_SIZE} {policy.root_size_limit}: locked copies hold {size} bytes")
+    return found
+
+
+TIME_RULES: Final = (
+    ("keep-hourly", "keep_hourly", Duration(hours=1)),
+    ("keep-daily", "keep_daily", Duration(days=1)),
+    ("keep-weekly", "keep_weekly", Duration(days=7)),
+    ("keep-monthly", "keep_monthly", Duration(days=31)),
+    ("keep-yearly", "keep_yearly", Duration(days=366)),
+)
+"""Calendar-bucket rules and the longest time one bucket spans (a month: 31 days, a
+year: 366): `keep-daily: N` never keeps a copy longer than N days after it was made."""
+
+
+def lock_periods(policy: RetentionPolicy) -> list[tuple[str, Duration]]:
+    """How long each time-based rule could keep a new copy, as ("keep-daily 7",
+    Duration(days=7)): keep-within its duration, keep-hourly N: N hours, keep-daily N:
+    N days, keep-weekly N: N weeks, keep-monthly N: N x 31 days, keep-yearly N: N x
+    366 days. Empty when only count or size rules are set (keep-last, the caps): no
+    date follows from those."""
+    found: list[tuple[str, Duration]] = []
+    if policy.keep_within is not None:
+        found.append((f"keep-within {policy.keep_within}", policy.keep_within))
+    for rule, attribute, unit in TIME_RULES:
+        count = getattr(policy, attribute)
+        if count:
+            span = Duration(days=unit.days * count, hours=unit.hours * count)
+            found.append((f"{rule} {count}", span))
+    return found
 
 
 def has_keep_rules(policy: RetentionPolicy) -> bool:

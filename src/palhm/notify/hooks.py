@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 import urllib.parse
@@ -57,7 +56,6 @@ from palhm.model import (
     Task,
     TaskRef,
 )
-from palhm.notify.metrics import RunMetrics, update_textfile
 
 if TYPE_CHECKING:
     import http.client
@@ -108,7 +106,7 @@ class RunReport:
         lines = [
             f"task: {self.task_id}",
             f"status: {self.status}",
-            f"host: {socket.gethostname()}",
+            f"host: {os.uname().nodename}",
             f"start: {_iso(self.start)}",
         ]
         if self.prefix is not None:
@@ -137,7 +135,7 @@ class RunReport:
             "task": self.task_id,
             "status": self.status,
             "exit-code": self.exit_code,
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "start": _iso(self.start),
             "duration": round(self.duration, 3) if self.duration is not None else None,
             "error": self.error,
@@ -563,6 +561,8 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
 
 
 def _close(connection: http.client.HTTPConnection) -> None:
+    import socket
+
     sock = connection.sock
     if sock is not None:
         try:
@@ -578,7 +578,7 @@ def send_mail(hook: MailHook, report: RunReport) -> None:
 
     subject = (hook.subject or DEFAULT_SUBJECT).replace("{task}", report.task_id)
     subject = subject.replace("{status}", report.status)
-    subject = subject.replace("{hostname}", socket.gethostname())
+    subject = subject.replace("{hostname}", os.uname().nodename)
     create_mua(hook.mua, hook.mua_param).send(
         subject=subject, body=report.text(), recipients=hook.mail_to
     )
@@ -589,6 +589,8 @@ def write_metrics(config: Config, task: Task, report: RunReport) -> None:
     """Update the textfile for this run, if the config names one (warning on failure)."""
     if config.metrics_textfile is None:
         return
+    from palhm.notify.metrics import RunMetrics, update_textfile  # only with a textfile
+
     duration = report.duration or 0.0
     run = RunMetrics(
         task_id=task.id,

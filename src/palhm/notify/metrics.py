@@ -40,7 +40,6 @@ import fcntl
 import math
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -323,7 +322,7 @@ def _locked(dir_fd: int, path: Path) -> Iterator[None]:
 def _write_atomically(dir_fd: int, path: Path, text: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
-        temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+        temp_name = f".{path.name}.{os.urandom(6).hex()}.tmp"
         try:
             fd = os.open(temp_name, flags, 0o600, dir_fd=dir_fd)
             break

@@ -32,6 +32,7 @@ from palhm.backends import backend_class
 from palhm.backends.base import Backend, CopyInfo
 from palhm.engine.checksum import new_hasher
 from palhm.engine.progress import human_duration, human_size
+from palhm.engine.rotation import locked_reason
 from palhm.errors import BackendError, PalhmError, UsageError
 from palhm.manifest import Manifest, ObjectRecord, parse_manifest
 from palhm.model import BackupTask, Config
@@ -242,14 +243,22 @@ def list_text(config: Config, task: BackupTask, *, as_json: bool) -> str:
 
 
 def copy_marks(backend: Backend, copies: Sequence[CopyInfo]) -> dict[str, list[str]]:
-    """prefix -> its marks: `pinned`, `suspect` (doc/operations.md)."""
-    from palhm.engine.backup import suspect_copies
+    """prefix -> its marks: `pinned`, `suspect`, `locked` (Object Lock retention not
+    yet expired; doc/operations.md)."""
     from palhm.engine.pins import read_pins
+    from palhm.engine.rotating import suspect_copies
 
     pins, suspect = read_pins(backend), suspect_copies(backend, copies)
+    now = datetime.now(UTC)
     return {
         c.prefix: [
-            m for m, on in (("pinned", c.prefix in pins), ("suspect", c.prefix in suspect)) if on
+            mark
+            for mark, on in (
+                ("pinned", c.prefix in pins),
+                ("suspect", c.prefix in suspect),
+                ("locked", c.locked(now)),
+            )
+            if on
         ]
         for c in copies
     }
@@ -267,7 +276,12 @@ def _copy_json(copy: CopyInfo, now: datetime, marks: dict[str, list[str]]) -> di
         "age-seconds": round(age) if age is not None else None,
         "location": copy.location,
         "problem": copy.problem or None,
+        "retain-until": _utc(copy.retain_until) if copy.retain_until else None,
     }
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _copy_table(
@@ -298,6 +312,11 @@ def _copy_table(
         lines.append(f"{left}  {right}")
     total = sum(c.size for c in counted)
     lines.extend(f"damaged: {c.prefix}: {c.problem}" for c in copies if c.state == "damaged")
+    lines.extend(
+        f"{locked_reason(c.retain_until)}: {c.prefix} (rotation keeps it)"
+        for c in counted
+        if c.retain_until is not None and c.locked(now)
+    )
     future = [c.prefix for c in counted if in_the_future(c, now)]
     if future:
         lines.append(

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Final
 
 from palhm.backends.base import Backend, CopyInfo
-from palhm.engine.backup import suspect_copies, worker_count
+from palhm.engine.backup import worker_count
 from palhm.engine.graph import group_dependencies
 from palhm.engine.pins import read_pins
 from palhm.engine.progress import human_size
+from palhm.engine.rotating import suspect_copies
 from palhm.engine.rotation import RotationPlan, plan_rotation
 from palhm.errors import BackendError
 from palhm.model import (

@@ -9,7 +9,8 @@ Each copy is written on B with the copy protocol of a run (doc/design.md#copy-pr
 under B's lock: B's incomplete copies are removed, a building manifest first, then
 each object streamed from A's reader into B's writer in blocks (bounded memory, no
 temporary file) while its size and checksum are checked against A's manifest, and
-A's final manifest, byte for byte, last. An object that differs from A's manifest
+A's final manifest, byte for byte, last (with B's own Object Lock date instead of
+A's when they differ). An object that differs from A's manifest
 (damaged on A, or changed while read) rolls B's new copy back and fails with the
 object named; what B held before is never touched. Only complete copies are copied:
 legacy copies (no manifest) cannot be checked and are left alone.
@@ -25,14 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from palhm.backends.base import Backend, CopyWriter
 from palhm.engine import interrupts
-from palhm.engine.backup import copy_transaction, lock, remove_incomplete, rotate
+from palhm.engine.backup import copy_transaction, rotate, task_lock
 from palhm.engine.checksum import new_hasher
 from palhm.engine.progress import human_size
+from palhm.engine.rotating import remove_incomplete
 from palhm.errors import BackendError, PalhmError, UsageError
 from palhm.manifest import (
     Manifest,
@@ -132,7 +134,7 @@ def _fill(
         if not missing:
             yield f"{where}: nothing to copy"
         return
-    with lock(side.backend, side.task):
+    with task_lock(side.backend, side.task):
         remove_incomplete(side.backend, side.task)
         missing = _missing(side, complete, every_copy=every_copy)
         if not missing:
@@ -177,7 +179,10 @@ def _copy(origin: _Side, side: _Side, prefix: str) -> int:
             interrupts.check()
             _copy_object(origin, side, copy, manifest, record)
         interrupts.check()
-        copy.commit(data)  # the source's own final manifest, byte for byte
+        until = side.backend.retain_until(prefix)  # Object Lock: the target's own date
+        if until != manifest.retain_until:
+            data = encode_manifest(replace(manifest, retain_until=until))
+        copy.commit(data)  # else the source's own final manifest, byte for byte
     return manifest.size
 
 

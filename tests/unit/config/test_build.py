@@ -195,6 +195,7 @@ def test_aws_s3_backend_param(tmp_path: Path) -> None:
         "equal_parts": False,
         "request_checksums": "auto",
         "conditional_writes": "auto",
+        "delete": "normal",
     }
     assert (built.objects, built.prefix, built.checksum) == ((), model.PrefixSpec(), "none")
 

@@ -36,6 +36,20 @@ onto themselves, multipart (UploadPartCopy) above 5 GiB; a store refusing the mo
 gives a warning, the copy stays in its class and rotation goes on. On a versioned
 bucket, deletions leave noncurrent versions behind: expire them with a lifecycle rule.
 
+Object Lock (`object-lock`, doc/aws.md): before the first write of a copy, palhm
+checks that the bucket has Object Lock enabled (GetObjectLockConfiguration) and
+refuses to start otherwise. Every object and the final manifest are written with the
+lock mode and the copy's retain-until date (its prefix time plus the lock period);
+the building manifest is not locked (it is overwritten). The manifest records the
+date ("retain-until", and metadata x-amz-meta-palhm-retain-until, read with the
+state), so rotation keeps a locked copy without trying to delete it. Deleting without
+a version id on such a (versioned) bucket only adds delete markers; palhm never
+deletes versions and never asks to bypass a lock.
+
+`delete: delegated`: a store refusing a deletion (AccessDenied) raises
+DeleteDeniedError after putting back the manifest of a copy it did not touch, so the
+copy stays complete for the host that rotates with delete rights.
+
 Request checksums (`request-checksums`): `crc32` (S3's flexible checksums, verified
 on upload and download), `md5` (Content-MD5 on every PUT and part, botocore's
 checksums only where an operation requires one: what every S3-compatible store
@@ -82,12 +96,15 @@ from palhm.backends.s3.upload import (
     UploadBudget,
     UploadTarget,
     check_announced_size,
+    ensure_retention,
+    lock_args,
     plan_parts,
 )
 from palhm.backends.throttle import Throttle, ThrottledSink, parse_rate
-from palhm.errors import BackendError, CollisionError
+from palhm.errors import BackendError, CollisionError, DeleteDeniedError
 from palhm.manifest import parse_manifest
-from palhm.prefix import is_prefix, sort_by_prefix
+from palhm.model import ObjectLock
+from palhm.prefix import is_prefix, parse_prefix, sort_by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +113,9 @@ STATE_KEY: Final = "palhm-state"  # manifest metadata: building | complete | rem
 HOST_KEY: Final = "palhm-host"  # manifest metadata: the host that wrote it
 RUN_KEY: Final = "palhm-run"  # manifest metadata: the run that began the copy
 TASK_KEY: Final = "palhm-task"  # manifest metadata: its task's id, percent-encoded (ASCII)
+RETAIN_KEY: Final = "palhm-retain-until"  # final manifest metadata: Object Lock date
+DENIED_CODES: Final = frozenset({"AccessDenied", "403"})
+DELETE_MODES: Final = ("normal", "delegated")
 UPLOADS_FIELD: Final = "s3-multipart-uploads"  # building manifest: [{key, upload-id}]
 CHECKSUM_MODES: Final = ("auto", "crc32", "md5", "off")
 CONDITIONAL_MODES: Final = ("auto", "on", "off")
@@ -155,6 +175,16 @@ class S3Backend(Backend):
         _check_part_size(self.part_size, task_id)
         rate = params.get("upload_rate_limit")
         self.upload_rate: float | None = parse_rate(rate) if rate is not None else None
+        lock = params.get("object_lock")
+        self.object_lock: ObjectLock | None = lock if isinstance(lock, ObjectLock) else None
+        self._lock_checked = False
+        delete = params.get("delete") or "normal"
+        if delete not in DELETE_MODES:
+            raise BackendError(
+                f"task '{task_id}': backend-param delete is {delete!r}; expected one of"
+                f" {', '.join(DELETE_MODES)}"
+            )
+        self.deletion_delegated = delete == "delegated"
 
     # -- names --------------------------------------------------------------------------
 
@@ -262,19 +292,28 @@ class S3Backend(Backend):
         return sort_by_prefix(copies, lambda copy: copy.prefix)
 
     def _copy_info(self, prefix: str, listing: _Listing) -> CopyInfo:
-        state, task, problem = self._state(prefix, listing)
+        state, task, problem, until = self._state(prefix, listing)
         location = self.location(prefix)
-        return CopyInfo(prefix, state, listing.size, listing.nb_objects, location, task, problem)
+        return CopyInfo(
+            prefix, state, listing.size, listing.nb_objects, location, task, problem, until
+        )
 
-    def _state(self, prefix: str, listing: _Listing) -> tuple[CopyState, str | None, str]:
-        """(state, task, problem) as localfs judges them: one HEAD when the manifest's
-        metadata says enough, its body read otherwise (a manifest written by other
-        means, or by a palhm that did not record the task)."""
+    def _state(
+        self, prefix: str, listing: _Listing
+    ) -> tuple[CopyState, str | None, str, datetime | None]:
+        """(state, task, problem, retain-until) as localfs judges them: one HEAD when
+        the manifest's metadata says enough, its body read otherwise (a manifest
+        written by other means, or by a palhm that did not record the task)."""
         if not listing.has_manifest:
-            return "legacy", None, ""
+            return "legacy", None, "", None
         manifest_key = self.key(prefix, MANIFEST_NAME)
         with self.errors(f"s3://{self.bucket}/{manifest_key}", "reading the state"):
             head = self.client.head_object(Bucket=self.bucket, Key=manifest_key)
+        until = _retain_until(head)
+        state, task, problem = self._judge(prefix, head)
+        return state, task, problem, until
+
+    def _judge(self, prefix: str, head: dict[str, Any]) -> tuple[CopyState, str | None, str]:
         metadata = head.get("Metadata", {})
         state = metadata.get(STATE_KEY)
         task = unquote(metadata[TASK_KEY]) if TASK_KEY in metadata else None
@@ -298,8 +337,50 @@ class S3Backend(Backend):
 
     # -- copies -------------------------------------------------------------------------
 
+    def retain_until(self, prefix: str) -> datetime | None:
+        """The copy's prefix time plus the lock period (None without object-lock)."""
+        if self.object_lock is None:
+            return None
+        start = parse_prefix(prefix)
+        if start is None:  # never write a copy unlocked that was meant to be locked
+            raise BackendError(f"{self.location(prefix)}: not a dated copy name: cannot lock it")
+        return self.object_lock.retain_until(start)
+
+    def check_object_lock(self) -> None:
+        """With object-lock: BackendError unless the bucket has Object Lock enabled
+        (asked once per backend, before the first write)."""
+        if self.object_lock is None or self._lock_checked:
+            return
+        where = f"s3://{self.bucket}"
+        try:
+            with self.errors(where, "reading the Object Lock configuration"):
+                response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            problem = "" if enabled == "Enabled" else f"ObjectLockEnabled is {enabled!r}"
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if code == "ObjectLockConfigurationNotFoundError":
+                problem = "the bucket was created without Object Lock"
+            elif code in UNSUPPORTED_CODES and code not in DENIED_CODES:
+                problem = f"the store does not support Object Lock ({exc})"
+            elif code not in DENIED_CODES:
+                raise
+            else:
+                raise BackendError(
+                    f"{exc} (with object-lock, the key needs"
+                    " s3:GetBucketObjectLockConfiguration on the bucket)"
+                ) from exc
+        if problem:
+            raise BackendError(
+                f"task '{self.task_id}': backend-param object-lock is set but bucket"
+                f" {self.bucket} has no Object Lock: {problem}; nothing was written"
+                " (create a bucket with Object Lock enabled: doc/aws.md, Object Lock)"
+            )
+        self._lock_checked = True
+
     def begin_copy(self, prefix: str, *, building_manifest: bytes) -> S3CopyWriter:
         location = self.location(prefix)
+        self.check_object_lock()
         with self.errors(location, "checking for an existing copy"):
             response = self.client.list_objects_v2(
                 Bucket=self.bucket, Prefix=self.key(prefix), MaxKeys=1
@@ -382,9 +463,16 @@ class S3Backend(Backend):
             )
 
     def put_manifest(
-        self, prefix: str, body: bytes, *, state: str, if_none_match: bool = False
+        self,
+        prefix: str,
+        body: bytes,
+        *,
+        state: str,
+        if_none_match: bool = False,
+        lock: bool = True,
     ) -> None:
-        """Write ROOT/PREFIX/.palhm-manifest.json with its state in the metadata."""
+        """Write ROOT/PREFIX/.palhm-manifest.json with its state in the metadata; a
+        final manifest locked (object-lock) unless `lock` is False."""
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.key(prefix, MANIFEST_NAME),
@@ -401,8 +489,18 @@ class S3Backend(Backend):
             args["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         if if_none_match:
             args["IfNoneMatch"] = "*"
+        until = self.retain_until(prefix) if state == "complete" and lock else None
+        if self.object_lock is not None and until is not None:
+            args.update(lock_args(self.object_lock.mode, until))
+            args["Metadata"][RETAIN_KEY] = until.isoformat()
         with self.errors(self.location(prefix, MANIFEST_NAME), "writing the manifest"):
             self.client.put_object(**args)
+        if self.object_lock is not None and until is not None:
+            with self.errors(self.location(prefix, MANIFEST_NAME), "reading the manifest back"):
+                head = self.client.head_object(Bucket=self.bucket, Key=args["Key"])
+            ensure_retention(
+                self.client, self.bucket, args["Key"], head, self.object_lock.mode, until
+            )
 
     def commit_manifest(self, prefix: str, manifest: bytes) -> None:
         """The copy's last write, then read back and parsed: a copy is committed only
@@ -430,9 +528,16 @@ class S3Backend(Backend):
             self.delete_prefix(copy.prefix)
             return
         # a removal cut short must not leave a counted, broken copy
+        final = self.read_manifest(copy.prefix) if copy.state == "complete" else None
         self.put_manifest(copy.prefix, REMOVING_MARKER, state="removing")
         faults.crashpoint("removing-marked")  # test facility (tests/reliability)
-        self.delete_prefix(copy.prefix, list_uploads=False)  # committed: no uploads left
+        try:
+            self.delete_prefix(copy.prefix, list_uploads=False)  # committed: no uploads left
+        except DeleteDeniedError as denied:
+            if final is not None and denied.untouched:
+                # nothing was deleted: the copy is whole, so it is complete again
+                self.put_manifest(copy.prefix, final, state="complete", lock=False)
+            raise
 
     def _refuse_foreign_build(self, prefix: str) -> None:
         """The lock is per host: a copy another host started recently may still be
@@ -468,8 +573,8 @@ class S3Backend(Backend):
         manifest_key = self.key(prefix, MANIFEST_NAME)
         keys = [e["Key"] for e in self.list_keys(self.key(prefix)) if e["Key"] != manifest_key]
         for start in range(0, len(keys), DELETE_BATCH):
-            self._delete_batch(prefix, keys[start : start + DELETE_BATCH])
-        self._delete_batch(prefix, [manifest_key])
+            self._delete_batch(prefix, keys[start : start + DELETE_BATCH], first=start == 0)
+        self._delete_batch(prefix, [manifest_key], first=not keys)
 
     def recorded_uploads(self, prefix: str) -> list[tuple[str, str]]:
         """The multipart uploads a building manifest records (none when unreadable)."""
@@ -488,23 +593,69 @@ class S3Backend(Backend):
             and entry["key"].startswith(self.key(prefix))  # never another copy's
         ]
 
-    def _delete_batch(self, prefix: str, keys: list[str]) -> None:
+    def _delete_batch(self, prefix: str, keys: list[str], *, first: bool) -> None:
+        """Delete `keys`; DeleteDeniedError when the store refuses (AccessDenied),
+        `untouched` when this is the copy's first batch and none of it went."""
+        try:
+            self._delete_keys(prefix, keys)
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if isinstance(exc, DeleteDeniedError) or code in DENIED_CODES:
+                untouched = first and getattr(exc, "untouched", True)
+                raise DeleteDeniedError(str(exc), untouched=untouched) from exc
+            raise
+
+    def _delete_keys(self, prefix: str, keys: list[str]) -> None:
+        one_gone = False  # the first key went alone (DeleteObjects refused, see below)
         if self._delete_objects:
             try:
                 self._delete_objects_call(prefix, keys)
                 return
+            except DeleteDeniedError as denied:
+                if not denied.untouched or not self._deletes_one_by_one(keys[0], denied):
+                    raise
+                keys, one_gone = keys[1:], True
             except BackendError as exc:
                 code = aws.error_code(exc.__cause__) if exc.__cause__ else None
-                if code not in UNSUPPORTED_CODES or code in ("AccessDenied", "403"):
+                if code not in UNSUPPORTED_CODES or code in DENIED_CODES:
                     raise
                 log.warning(
                     "%s: the store refused DeleteObjects (%s); deleting one key at a time",
                     self.describe(), code,
                 )  # fmt: skip
                 self._delete_objects = False
-        for key in keys:
+        for index, key in enumerate(keys):
+            try:
+                with self.errors(f"s3://{self.bucket}/{key}", "deleting"):
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+            except BackendError as exc:
+                code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+                if code in DENIED_CODES:
+                    untouched = index == 0 and not one_gone
+                    raise DeleteDeniedError(str(exc), untouched=untouched) from exc
+                raise
+
+    def _deletes_one_by_one(self, key: str, denied: DeleteDeniedError) -> bool:
+        """DeleteObjects refused every key: try DeleteObject on the first alone. Some
+        stores (moto) authorise DeleteObjects against the bucket rather than each key,
+        so a policy allowing s3:DeleteObject on ROOT/* only is refused there: True
+        (and one key at a time from now on) when the single delete works; raises
+        DeleteDeniedError (nothing deleted) when it is refused too."""
+        try:
             with self.errors(f"s3://{self.bucket}/{key}", "deleting"):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
+        except BackendError as exc:
+            code = aws.error_code(exc.__cause__) if exc.__cause__ else None
+            if code in DENIED_CODES:
+                raise DeleteDeniedError(f"{denied}; {exc}", untouched=True) from exc
+            raise
+        log.warning(
+            "%s: the store refused DeleteObjects (AccessDenied) but deletes one key at a"
+            " time; deleting one key at a time",
+            self.describe(),
+        )
+        self._delete_objects = False
+        return True
 
     def _delete_objects_call(self, prefix: str, keys: list[str]) -> None:
         with self.errors(self.location(prefix), "deleting"):
@@ -515,10 +666,13 @@ class S3Backend(Backend):
         errors = response.get("Errors") or []
         if errors:
             first = errors[0]
-            raise BackendError(
+            message = (
                 f"s3://{self.bucket}/{first.get('Key')}: deleting failed: "
                 f"{first.get('Code')}: {first.get('Message')} ({len(errors)} key(s) not deleted)"
             )
+            if all(error.get("Code") in DENIED_CODES for error in errors):
+                raise DeleteDeniedError(message, untouched=len(errors) == len(keys))
+            raise BackendError(message)
 
     def abort_uploads(self, prefix: str, *, skip: Set[str] = frozenset()) -> None:
         """Abort every unfinished multipart upload a listing finds under ROOT/PREFIX/
@@ -586,6 +740,7 @@ class S3Backend(Backend):
                 s3_transition.change_storage_class(
                     self, entry["Key"], entry["Size"], self.rot_storage_class
                 )
+                self._relock(prefix, entry["Key"])
             except BackendError as error:
                 # The copy is committed and intact in its class: never block rotation.
                 log.warning(
@@ -594,6 +749,17 @@ class S3Backend(Backend):
                     self.task_id, error, done, len(entries),
                 )  # fmt: skip
                 return
+
+    def _relock(self, prefix: str, key: str) -> None:
+        """With object-lock: lock the version a storage-class move wrote (a copy onto
+        itself is a new version; the locked one it replaced stays until its date).
+        PutObjectRetention, as a locked CopyObject needs a checksum some stores lack."""
+        until = self.retain_until(prefix)
+        if self.object_lock is None or until is None:
+            return
+        retention = {"Mode": self.object_lock.mode, "RetainUntilDate": until}
+        with self.errors(f"s3://{self.bucket}/{key}", "locking after the move"):
+            self.client.put_object_retention(Bucket=self.bucket, Key=key, Retention=retention)
 
     def read_note(self, name: str) -> bytes | None:
         key = f"{self.root}/{name}" if self.root else name
@@ -661,6 +827,8 @@ class S3CopyWriter(CopyWriter):
             content_md5=mode == "md5",
             on_multipart=self._record_upload,
             mismatch_hint=backend.mismatch_hint(),
+            lock_mode=backend.object_lock.mode if backend.object_lock else None,
+            retain_until=backend.retain_until(self.prefix),
         )
         schedule = plan_parts(backend.part_size, alloc_size, LIMITS, equal=backend.equal_parts)
         check_announced_size(schedule, alloc_size, target.location)
@@ -750,6 +918,19 @@ def storage_class_warnings(task_id: str, params: Mapping[str, Any]) -> list[str]
                 f" storage class of {store} ({', '.join(sorted(KNOWN_CLASSES[store]))})"
             )
     return found
+
+
+def _retain_until(head: Mapping[str, Any]) -> datetime | None:
+    """A manifest's retain-until date: the store's lock (shown to keys with
+    s3:GetObjectRetention), else the date palhm wrote in its metadata."""
+    shown = head.get("ObjectLockRetainUntilDate")
+    if isinstance(shown, datetime):
+        return shown
+    written = head.get("Metadata", {}).get(RETAIN_KEY)
+    try:
+        return datetime.fromisoformat(written) if written else None
+    except ValueError:
+        return None
 
 
 def _choice(params: Mapping[str, Any], name: str, allowed: tuple[str, ...], task_id: str) -> str:

@@ -38,6 +38,12 @@ a CRC32 checksum (`ChecksumAlgorithm`, AWS) or a Content-MD5 header computed her
 HeadObject must report exactly the bytes streamed: a store that kept a checksum's
 aws-chunked framing inside the object, or truncated it, fails the run.
 
+Object Lock (`object-lock`): PutObject and CreateMultipartUpload carry the lock mode
+and retain-until date; the HeadObject after the upload must show them, else palhm sets
+them with PutObjectRetention (a store that took the headers without applying them, or
+a key whose HeadObject omits them: AWS shows them only with s3:GetObjectRetention),
+and fails the object if the store refuses that too.
+
 Threads: one worker thread calls write/close/abort; part uploads run on a small
 private thread pool; the shared boto3 client is thread-safe.
 """
@@ -53,6 +59,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from palhm import faults
@@ -235,6 +242,8 @@ class UploadTarget:
     content_md5: bool = False
     on_multipart: Callable[[str, str], None] | None = None
     mismatch_hint: str = ""
+    lock_mode: str | None = None  # Object Lock: GOVERNANCE or COMPLIANCE
+    retain_until: datetime | None = None
 
     @property
     def location(self) -> str:
@@ -245,6 +254,7 @@ class UploadTarget:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
         if self.storage_class:
             args["StorageClass"] = self.storage_class
+        args.update(lock_args(self.lock_mode, self.retain_until))
         return args
 
     def create_args(self) -> dict[str, Any]:
@@ -356,6 +366,11 @@ class S3ObjectSink(ObjectSink):
                 f"{target.location}: upload failed: the store holds {stored} bytes but"
                 f" palhm sent {self._size}{hint}"
             )
+        if target.lock_mode and target.retain_until:
+            ensure_retention(
+                target.client, target.bucket, target.key, head, target.lock_mode,
+                target.retain_until,
+            )  # fmt: skip
 
     # -- multipart ----------------------------------------------------------------------
 
@@ -460,6 +475,29 @@ class S3ObjectSink(ObjectSink):
         self._pool.shutdown(wait=True, cancel_futures=cancel)
         if not cancel:
             self._raise_failed()
+
+
+def lock_args(mode: str | None, retain_until: datetime | None) -> dict[str, Any]:
+    """The Object Lock arguments of PutObject / CreateMultipartUpload (none without)."""
+    if not mode or retain_until is None:
+        return {}
+    return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": retain_until}
+
+
+def ensure_retention(
+    client: Any, bucket: str, key: str, head: dict[str, Any], mode: str, retain_until: datetime
+) -> None:
+    """Make sure s3://BUCKET/KEY is locked in `mode` until at least `retain_until`:
+    `head` (its HeadObject) shows the lock, else PutObjectRetention sets it. Raises
+    BackendError when the store refuses: an object palhm promised to lock is not."""
+    shown = head.get("ObjectLockRetainUntilDate")
+    if head.get("ObjectLockMode") == mode and shown is not None and shown >= retain_until:
+        return
+    log.debug("s3://%s/%s: no retention shown after the upload; setting it", bucket, key)
+    retention = {"Mode": mode, "RetainUntilDate": retain_until}
+    action = "setting the Object Lock retention (the store did not apply the upload's)"
+    with _failure(f"s3://{bucket}/{key}", action):
+        client.put_object_retention(Bucket=bucket, Key=key, Retention=retention)
 
 
 def _failure(location: str, action: str) -> AbstractContextManager[None]:
