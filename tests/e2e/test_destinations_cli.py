@@ -134,3 +134,12 @@ def test_replicate_needs_two_destinations_and_known_names(config: Path, tmp_path
     other = write_config(tmp_path / "single.json", {"tasks": [single]})
     result = palhm(other, "replicate", "s")
     assert result.returncode == 2 and "has one destination" in result.stderr
+
+
+def test_rotate_plans_every_destination_or_the_one_named(config: Path, tmp_path: Path) -> None:
+    assert palhm(config, "run", "t").returncode == 0
+    both = palhm(config, "rotate", "-n", "t")
+    assert both.returncode == 0, both.stderr
+    assert f"of {tmp_path / 'a'}," in both.stdout and f"of {tmp_path / 'b'}," in both.stdout
+    one = palhm(config, "rotate", "-n", "--dest", "near", "t")
+    assert f"of {tmp_path / 'a'}," in one.stdout and str(tmp_path / "b") not in one.stdout
