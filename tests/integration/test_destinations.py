@@ -276,3 +276,37 @@ def test_replicate_refuses_a_damaged_source_object_and_rolls_back(
     assert "checksum differs" in line and "rolled back" in line
     assert s3_copies(s3, late_bucket) == {}
     assert s3.list_multipart_uploads(Bucket=late_bucket).get("Uploads", []) == []
+
+
+@pytest.fixture
+def locked_bucket(moto_server: MotoServer, moto_env: dict[str, str], s3: Any) -> Iterator[str]:
+    from tests.integration.test_s3_object_lock import remove_locked_bucket
+
+    name = f"palhm-lock-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    yield name
+    remove_locked_bucket(s3, name)
+
+
+def test_object_lock_on_one_destination_dates_only_its_manifest_and_objects(
+    tmp_path: Path, moto_server: MotoServer, locked_bucket: str, s3: Any
+) -> None:
+    doc = config_doc(tmp_path, locked_bucket, moto_server.endpoint_url)
+    params = doc["tasks"][0]["destinations"][1]["backend-param"]
+    params["object-lock"] = {"mode": "GOVERNANCE", "period": "1d"}
+    config = write_config(tmp_path / "palhm.json", doc)
+    result = palhm(config, moto_server, "run", "t")
+    assert result.returncode == 0, result.stderr
+    local, remote = local_copies(tmp_path / "local"), s3_copies(s3, locked_bucket)
+    (prefix,) = local
+    assert {k: v for k, v in local[prefix].items() if k != MANIFEST_NAME} == {
+        k: v for k, v in remote[prefix].items() if k != MANIFEST_NAME
+    }
+    local_manifest = json.loads(local[prefix][MANIFEST_NAME])
+    remote_manifest = json.loads(remote[prefix][MANIFEST_NAME])
+    assert "retain-until" not in local_manifest
+    until = remote_manifest.pop("retain-until")
+    assert remote_manifest == local_manifest  # the same manifest but for the lock date
+    head = s3.head_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/big.bin")
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    assert head["ObjectLockRetainUntilDate"].isoformat().startswith(until[:16])

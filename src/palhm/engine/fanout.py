@@ -9,7 +9,8 @@ each destination's sink buffers anyway: nothing for localfs, a few parts for
 aws-s3) and no temporary file is made. When every buffer is still in use the pump
 waits: the slowest destination sets the pace. (Feeding the sinks one after the
 other from the pump's thread made their waits add up: 1.32-1.38 times the slower
-destination alone, against 0.9-1.1 for this, bench/README.md.)
+destination alone at 256 MiB, against 1.14-1.19 for queued writers and 0.9-1.1 for
+this pool at 512 MiB, on the same loaded machine; bench/README.md.)
 
 `Destinations` is the run's set of destinations and its `require` policy:
 
