@@ -5,14 +5,16 @@ API CONTRACT (other modules code against these signatures; keep them):
     run_command(cmd: Exec, *, context: str, verbosity: int,
                 cancel: threading.Event | None = None) -> int
         Run one command (routine item). stdin is /dev/null. stdout/stderr go to
-        palhm's own streams or /dev/null by cmd.vl_stdout / cmd.vl_stderr (A3.3); a
-        tail of stderr is kept for the error message either way. Returns the exit
+        palhm's own streams or /dev/null by cmd.vl_stdout / cmd.vl_stderr
+        (doc/design.md#execs-and-pipeline-stages); a tail of stderr is kept for the
+        error message either way. Returns the exit
         status when cmd.ec accepts it, else raises CommandError(context, argv,
         "exited with status N" | "killed by SIGxxx" | "timed out after N s", tail).
         A command that cannot be started raises CommandError("could not be started:
         ..."). `cancel` set (before or while it runs) -> the command's process group
-        is terminated and Cancelled is raised. Children left behind by a successful
-        command (daemons) are not touched.
+        is terminated and Cancelled is raised. Whatever the command left running in
+        its process group is killed when it ends, success or not (a daemon that
+        must outlive it starts a session of its own, as start-stop-daemon does).
 
     run_pipeline(stages: Sequence[Exec], sink: ObjectSink, *, context: str,
                  verbosity: int, hasher: Hasher | None = None,
@@ -25,11 +27,11 @@ API CONTRACT (other modules code against these signatures; keep them):
         sink.write() (one reused buffer: the sink must not keep `data` after
         write() returns). A sink that `discards` (null) gets nothing: the last
         stage writes to /dev/null. Every stage's status judged against its ec; the
-        root cause is reported (not an upstream SIGPIPE, doc/design.md#execs-and-pipeline-stages).
-        On failure,
-        timeout or `cancel` being set: terminate the process group, grace period,
-        kill, reap everything. sink.close() is called on success, sink.abort() on
-        any failure. Raises PipelineError naming `context` + stage index/label
+        root cause is reported (not an upstream SIGPIPE,
+        doc/design.md#execs-and-pipeline-stages). On failure, timeout or `cancel`
+        being set: terminate the process group, grace period, kill, reap everything.
+        sink.close() is called on success, sink.abort() on any failure. Raises
+        PipelineError naming `context` + stage index/label
         ("task 't', object 'o', stage 2 (zstd)"), BackendError from the sink (also
         when the size it reports differs from the bytes palhm gave it), Cancelled
         when cancel was set. `progress(total_bytes)` is called from the calling

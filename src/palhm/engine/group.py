@@ -25,7 +25,6 @@ import selectors
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Final
 
 from palhm.engine import strays
@@ -38,12 +37,16 @@ POLL_INTERVAL: Final = 0.1  # s: longest wait before `cancel` and timeouts are l
 GRACE_PERIOD: Final = 2.0  # s between SIGTERM and SIGKILL when terminating
 
 
-@dataclass(eq=False, slots=True)
 class _Child:
-    ending: Ending
-    proc: subprocess.Popen[bytes]
-    pidfd: int | None
-    reaped: bool = False
+    """A started child: its process, its pidfd while watched, and how it ended."""
+
+    __slots__ = ("ending", "proc", "pidfd", "reaped")  # a plain class: cheap to import
+
+    def __init__(self, ending: Ending, proc: subprocess.Popen[bytes], pidfd: int | None) -> None:
+        self.ending = ending
+        self.proc = proc
+        self.pidfd = pidfd
+        self.reaped = False
 
 
 class ProcessGroup:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from palhm.engine.relay import StderrTail
@@ -34,11 +34,6 @@ from palhm.values import signal_name
 Trigger = Literal["failed", "timeout", "cancel", "sink", "error"]
 
 
-def _silent_tail() -> StderrTail:
-    return StderrTail(forward=False)
-
-
-@dataclass(eq=False, slots=True)
 class Ending:
     """What is known of how child `index` (running `cmd`) ended.
 
@@ -46,17 +41,48 @@ class Ending:
     `exited` says whether it ended at all. `after_kill`: it ended after palhm began
     killing the group. `deadline` (time.monotonic()) comes from cmd.timeout; past
     it, `timed_out` is set by stop_reason. `tail`: the last lines of its stderr.
+    (A plain class, not a dataclass: one less class to build when palhm starts.)
     """
 
-    cmd: Exec
-    index: int
-    deadline: float | None = None
-    tail: StderrTail = field(default_factory=_silent_tail)
-    status: int | None = None
-    signum: int | None = None
-    exited: bool = False
-    after_kill: bool = False
-    timed_out: bool = False
+    __slots__ = (
+        "cmd",
+        "index",
+        "deadline",
+        "tail",
+        "status",
+        "signum",
+        "exited",
+        "after_kill",
+        "timed_out",
+    )
+
+    def __init__(
+        self,
+        cmd: Exec,
+        index: int,
+        *,
+        deadline: float | None = None,
+        tail: StderrTail | None = None,
+        status: int | None = None,
+        signum: int | None = None,
+        exited: bool = False,
+        after_kill: bool = False,
+        timed_out: bool = False,
+    ) -> None:
+        self.cmd = cmd
+        self.index = index
+        self.deadline = deadline
+        self.tail = tail if tail is not None else StderrTail(forward=False)
+        self.status = status
+        self.signum = signum
+        self.exited = exited
+        self.after_kill = after_kill
+        self.timed_out = timed_out
+
+    def __repr__(self) -> str:
+        fields = ("index", "status", "signum", "exited", "after_kill", "timed_out")
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in fields)
+        return f"Ending({self.cmd.argv!r}, {shown})"
 
     @property
     def accepted(self) -> bool:
