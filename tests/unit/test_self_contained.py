@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUTSIDE = re.compile(
     r"\b(" + "SP" + "EC|ST" + "YLE|LA" + r"BS)(\.md)?\b( [A-C]?\d|\s+habit|\s+section)"
 )
-# ... and its numbered items cited alone, "(B6)" or ", B11)", in code and docs.
+# ... and its numbered items cited alone: a letter A-C and a number in brackets.
 LABEL = re.compile(r"[(,] ?[ABC]\d{1,2}\)")
 
 
