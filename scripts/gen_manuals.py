@@ -2,7 +2,7 @@
 (palhm.cli.main.build_parser) and its config schema (src/palhm/config/schema.json).
 
 Nothing here is written by hand per command: a command added to cli.py appears in
-palhm(1) and in every completion the next time this runs (at build time: `make man`,
+palhm(1) and in every completion the next time this runs (at build time: `make manuals`,
 `make deb`, and the wheel build through setup.py).
 
     palhm.1        argparse-manpage (build_manpages.manpage.Manpage), plus the

@@ -53,7 +53,7 @@ CRASHPOINTS: Final = frozenset(
         "committed",  # the copy is committed, rotation not started
         "before-removal",  # rotation: about to remove an old copy
         "after-removal",  # rotation: that old copy is gone
-        # execute.py: the hashed data path
+        # engine/pump.py: the hashed data path
         "chunk-written",  # a chunk was hashed and handed to the sink
         # localfs
         "staging-created",  # the staging directory exists, no manifest in it yet

@@ -1,5 +1,5 @@
 """Routine tasks through the CLI as a user runs them: exit statuses, output routing by
--q/-v and the config's vl, environment, failure messages, signals (A1, A3, A4, B3, B4, B14)."""
+-q/-v and the config's vl, environment, failure messages, signals (doc/design.md#routines)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cancelling, killing and reaping: no process of a run outlives it (A5.5, B7, B14)."""
+"""Cancelling, killing and reaping: no process of a run outlives it (doc/design.md#signals)."""
 
 from __future__ import annotations
 

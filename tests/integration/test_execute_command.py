@@ -1,4 +1,5 @@
-"""run_command with real processes: exit statuses, environment, stream routing (A3, B3, B4)."""
+"""run_command with real processes: exit statuses, environment, stream routing
+(doc/design.md#execs-and-pipeline-stages)."""
 
 from __future__ import annotations
 

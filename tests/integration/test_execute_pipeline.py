@@ -1,4 +1,4 @@
-"""run_pipeline with real processes: data paths, statuses, root cause (A3, A5.2, B8, B17)."""
+"""run_pipeline with real processes: data paths, statuses, root cause (doc/design.md#execution)."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_upstream_killed_by_another_signal_is_reported() -> None:
 
 def test_same_exec_twice_first_instance_failing_is_reported() -> None:
     # passes its input on if it is "ok", else says so and fails: the second instance
-    # (fed "ok") succeeds, so only checking the last process would report success (B17)
+    # (fed "ok") succeeds, so only checking the last process would report success
     check = py(
         "import sys\ndata = sys.stdin.buffer.read()\nprint('ok')\n"
         "sys.exit(0 if data == b'ok\\n' else 4)",

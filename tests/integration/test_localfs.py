@@ -129,7 +129,7 @@ def test_alloc_size_preallocates_the_real_target_and_is_trimmed_at_the_end(
     stored = root / prefix / "db.sql"
     assert stored.read_bytes() == b"12345"
     assert stored.stat().st_blocks * 512 < alloc  # the unused reservation was released
-    assert list(workdir.iterdir()) == []  # nothing written where palhm was started (B9)
+    assert list(workdir.iterdir()) == []  # nothing written where palhm was started
 
 
 def test_remove_copy_refuses_anything_that_is_not_a_copy_under_the_root(tmp_path: Path) -> None:

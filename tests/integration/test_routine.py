@@ -1,4 +1,4 @@
-"""Routine tasks with real processes: order, first failure stops, pointers, sigmask (A4)."""
+"""Routine tasks with real processes: order, first failure stops, pointers, sigmask."""
 
 from __future__ import annotations
 

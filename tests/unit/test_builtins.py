@@ -1,4 +1,4 @@
-"""Builtin routine items: the registry and sigmask (A4)."""
+"""Builtin routine items: the registry and sigmask."""
 
 from __future__ import annotations
 

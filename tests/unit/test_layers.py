@@ -117,3 +117,29 @@ def test_the_checker_sees_a_planted_upward_import(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
     source.write_text("def f():\n    from palhm.ops import restore\n", encoding="utf-8")
     assert imports_of(source) == {"palhm.ops.restore"}
+
+
+def private_names_imported(path: Path) -> list[str]:
+    """Private names ("_x") a file imports from another palhm module. A private module
+    of the same package (`from palhm.backends import _fsutil`) is not a name."""
+    modules = all_modules()
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("palhm"):
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and f"{node.module}.{alias.name}" not in modules:
+                    found.append(f"{node.module}.{alias.name}")
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """What one module needs of another has a public name and a contract."""
+    found = {m: private_names_imported(p) for m, p in all_modules().items()}
+    assert {m: names for m, names in found.items() if names} == {}
+
+
+def test_the_checker_sees_a_planted_private_import(tmp_path: Path) -> None:
+    source = tmp_path / "x.py"
+    source.write_text("from palhm.engine.spawn import _prctl, spawn\n", encoding="utf-8")
+    assert private_names_imported(source) == ["palhm.engine.spawn._prctl"]

@@ -11,6 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 OUTSIDE = re.compile(
     r"\b(" + "SP" + "EC|ST" + "YLE|LA" + r"BS)(\.md)?\b( [A-C]?\d|\s+habit|\s+section)"
 )
+# ... and its numbered items cited alone: a letter A-C and a number in brackets.
+LABEL = re.compile(r"[(,] ?[ABC]\d{1,2}\)")
 
 
 def test_no_file_cites_a_document_outside_the_repository() -> None:
@@ -26,6 +28,7 @@ def test_no_file_cites_a_document_outside_the_repository() -> None:
         except (UnicodeDecodeError, FileNotFoundError):
             continue
         hits += [f"{name}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
+        hits += [f"{name}: {m.group(0)}" for m in LABEL.finditer(text)]
     assert hits == []
 
 

@@ -1,14 +1,14 @@
 """What a killed palhm run left running: record process groups, stop them next time.
 
 Every stage of a pipeline (and every command) runs in a process group palhm
-creates for it (execute.py), and its direct children get the parent-death signal.
+creates for it (group.py), and its direct children get the parent-death signal.
 Their own children do not: after `kill -9` of palhm, the `sleep` inside a stage's
 `sh -c '... sleep 600 ...'` keeps running, and may keep writing. So:
 
 - `palhm run` keeps a record of itself, run_dir()/runs/PID-START.json: its pid,
   the start time of its process (field 22 of /proc/PID/stat, clock ticks since
   boot), the boot id, and each live process group with its leader's start time.
-  execute.py adds a group when it creates one and removes it once every process
+  group.py adds a group when it creates one and removes it once every process
   of the group is reaped.
 - At its start, `palhm run` reads the other records. A record whose owner is gone
   (no process PID, or one with another start time) belongs to a dead run: every
@@ -23,7 +23,7 @@ process is the dead run's. The records are in palhm's private run directory,
 which no other user can write (rundir.py): nobody can forge a record to make
 palhm kill their choice of process.
 
-A run ends every group on every exit path (execute.py kills and reaps the group
+A run ends every group on every exit path (execute.py and group.py kill and reap the group
 whatever way a pipeline or command ends); the record only matters when palhm
 itself cannot do so (SIGKILL, OOM killer, power loss of a VM snapshot ...).
 """
@@ -105,7 +105,7 @@ def run_record() -> Iterator[None]:
 
 
 def register_group(pgid: int) -> None:
-    """execute.py: process group PGID was just created (its leader is alive)."""
+    """group.py: process group PGID was just created (its leader is alive)."""
     record = _active
     if record is None:
         return
@@ -118,7 +118,7 @@ def register_group(pgid: int) -> None:
 
 
 def release_group(pgid: int) -> None:
-    """execute.py: every process of group PGID is gone (killed and reaped)."""
+    """group.py: every process of group PGID is gone (killed and reaped)."""
     record = _active
     if record is None:
         return

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Final
 
 from palhm.backends.base import Backend
-from palhm.engine.execute import _Run, run_command
+from palhm.engine.execute import Supervisor, run_command
 from palhm.errors import PalhmError, UsageError, format_argv
 from palhm.model import BackupTask, Config, Drill, DrillCheck, Exec, Hooks
 from palhm.notify.hooks import run_with_hooks
@@ -310,8 +310,8 @@ def run_check(
     """Run one check command; return (the first OUTPUT_LIMIT bytes of) its stdout as
     text. Raises CommandError when its status is not accepted (with its stderr tail)."""
     with tempfile.TemporaryFile() as out:
-        with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=False) as run:
-            run.spawn(command, stdin=None, stdout=out.fileno())
+        with Supervisor(context=context, verbosity=verbosity, cancel=cancel) as run:
+            run.start(command, stdin=None, stdout=out.fileno())
             run.watch(None)
             run.finish(kill_strays=False)
         out.seek(0)
@@ -319,5 +319,5 @@ def run_check(
     text = data.decode(errors="replace")
     if verbosity >= command.vl_stdout + 1:
         log.debug("%s: output:\n%s", context, text.rstrip())
-    run.raise_failure(None)
+    run.raise_failure()
     return text

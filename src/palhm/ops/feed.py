@@ -5,7 +5,7 @@
 `reader` (an object of a copy, read from the backend) is copied in `block_size`
 chunks into stage 1's stdin, hashed on the way; stage N's stdout goes to palhm's
 stdout or /dev/null by its `vl-stdout` (or to `stdout` when given). The stages run
-through execute.py's process machinery (one process group, stderr drained and
+through execute.py's Supervisor (one process group, stderr drained and
 tailed, PR_SET_PDEATHSIG, pidfd waits, cancel, timeouts, root-cause reporting),
 so they behave exactly like a backup pipeline's stages.
 
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import IO, Final
 
 from palhm.engine.checksum import new_hasher
-from palhm.engine.execute import StageResult, _data_pipe, _flush_stdout, _Run
+from palhm.engine.execute import StageResult, Supervisor
+from palhm.engine.spawn import data_pipe, flush_stdout
 from palhm.errors import BackendError, Cancelled, PalhmError, PipelineError, format_argv
 from palhm.manifest import ObjectRecord
 from palhm.model import Exec
@@ -186,10 +187,10 @@ def feed_pipeline(
         raise ValueError("a pipeline needs at least one stage")
     if cancel is not None and cancel.is_set():
         raise Cancelled(f"{context}: cancelled")
-    _flush_stdout()
-    read_end, write_end = _data_pipe()
+    flush_stdout()
+    read_end, write_end = data_pipe()
     feeder = _Feeder(reader, write_end, expected, block_size, cancel)
-    with _Run(context=context, verbosity=verbosity, cancel=cancel, pipeline=True) as run:
+    with Supervisor(context=context, verbosity=verbosity, cancel=cancel, pipeline=True) as run:
         try:
             _spawn(run, stages, read_end, stdout, verbosity)
         except BaseException:
@@ -211,7 +212,7 @@ def feed_pipeline(
 
 
 def _spawn(
-    run: _Run, stages: Sequence[Exec], stdin: int, stdout: int | None, verbosity: int
+    run: Supervisor, stages: Sequence[Exec], stdin: int, stdout: int | None, verbosity: int
 ) -> None:
     """Start the stages connected by pipes; the parent's copies are closed at once."""
     upstream: int | None = stdin
@@ -223,10 +224,10 @@ def _spawn(
                 out = stdout
                 if out is None and verbosity < cmd.vl_stdout:
                     out = subprocess.DEVNULL
-                run.spawn(cmd, stdin=current, stdout=out)
+                run.start(cmd, stdin=current, stdout=out)
             else:
-                upstream, write_end = _data_pipe()
-                run.spawn(cmd, stdin=current, stdout=write_end)
+                upstream, write_end = data_pipe()
+                run.start(cmd, stdin=current, stdout=write_end)
         except BaseException:
             if upstream is not None:
                 os.close(upstream)
@@ -238,7 +239,7 @@ def _spawn(
                 os.close(write_end)
 
 
-def _raise_failure(run: _Run, feeder: _Feeder, stages: Sequence[Exec], context: str) -> None:
+def _raise_failure(run: Supervisor, feeder: _Feeder, stages: Sequence[Exec], context: str) -> None:
     """The root cause: cancel; the stored object (with any stage that failed on its
     own before the kill); a stage; stage 1 not reading all of its input."""
     if feeder.problem == "cancelled" or run.trigger == "cancel":
@@ -251,7 +252,7 @@ def _raise_failure(run: _Run, feeder: _Feeder, stages: Sequence[Exec], context: 
         else:
             message += "; the restore pipeline was killed before its input ended"
         raise StoredObjectError(message)
-    run.raise_failure(None)
+    run.raise_failure()
     if feeder.broken:
         first = stages[0]
         raise PipelineError(
@@ -262,12 +263,12 @@ def _raise_failure(run: _Run, feeder: _Feeder, stages: Sequence[Exec], context: 
         )
 
 
-def _stage_failure(run: _Run) -> str | None:
+def _stage_failure(run: Supervisor) -> str | None:
     """A stage that exited on its own with a status outside its `ec`, if any."""
-    for child in run.children:
-        if child.status is not None and not child.accepted:
-            where = run.where(child.index, child.cmd)
-            return f"{where}: {format_argv(child.cmd.argv)} exited with status {child.status}"
+    for ending in run.endings:
+        if ending.status is not None and not ending.accepted:
+            where = run.where(ending.index, ending.cmd)
+            return f"{where}: {format_argv(ending.cmd.argv)} exited with status {ending.status}"
     return None
 
 

@@ -6,7 +6,7 @@
   buffers, part-size limits, size check after upload;
 - `reader`: reading an object back (verify, get, restore) with retries on a dropped
   connection;
-- `lock`: the run lock as an S3 object (conditional create, owner, stale lock rules);
+- `lock`: the run lock of a root: a local lock file on this host (S3 has no lock);
 - `transition`: moving committed objects to `rot-storage-class` in place.
 
 Only `backend` imports the others; they never import it (no cycle). boto3 is imported

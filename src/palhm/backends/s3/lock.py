@@ -4,7 +4,7 @@ S3 has no lock primitive, so palhm locks a file on this host named after a hash 
 endpoint, bucket and root, in palhm's private run directory (rundir.py: /run/palhm
 for root, which the shipped systemd unit declares, so timer and manual runs share
 it). It serialises runs on one host only: two hosts backing up into the same root
-are not serialised (their copies still never collide, B11). The
+are not serialised (their copies still never collide: doc/design.md#copy-names-prefixes). The
 lock file holds who owns the lock, for the LockedError message; the kernel releases
 the lock when the process exits, however it exits.
 """
