@@ -25,18 +25,18 @@ renames it only while the name is still that directory, and the rollback empties
 it through its descriptor. Only processes provably palhm's are ever stopped
 (strays.py), never "whoever has a file open there".
 
-Modes (doc/design.md#file-modes): every directory and file is created with its configured mode in the
-mkdir/open call itself. The umask may only clear bits, so the result is never more
-permissive than configured; palhm then sets the exact mode (fchmod on the new,
-still empty file; chmod on the new directory) before writing anything into it. The
-process umask is never changed: it is shared with every thread and every stage
-process started meanwhile.
+Modes (doc/design.md#file-modes): every directory and file is created with its
+configured mode in the mkdir/open call itself. The umask may only clear bits, so the
+result is never more permissive than configured; palhm then sets the exact mode
+(fchmod on the new, still empty file; chmod on the new directory) before writing
+anything into it. The process umask is never changed: it is shared with every thread
+and every stage process started meanwhile.
 
-Data path (doc/design.md#data-path): the last stage writes into a pipe; palhm splices it into the target
-file (no checksum) or writes the chunks it hashed, so the stages never hold the
-file. `alloc-size` preallocates the target with fallocate(2) FALLOC_FL_KEEP_SIZE:
-the file's size is always the bytes written; the unused reservation is released
-when the file is closed.
+Data path (doc/design.md#data-path): the last stage writes into a pipe; palhm
+splices it into the target file (no checksum) or writes the chunks it hashed, so the
+stages never hold the file. `alloc-size` preallocates the target with fallocate(2)
+FALLOC_FL_KEEP_SIZE: the file's size is always the bytes written; the unused
+reservation is released when the file is closed.
 """
 
 from __future__ import annotations

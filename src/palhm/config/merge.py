@@ -1,4 +1,5 @@
-"""Merging the loaded files into one config, remembering where everything came from (doc/design.md#configuration).
+"""Merging the loaded files into one config, remembering where everything came from
+(doc/design.md#configuration).
 
 - `execs`, `tasks`: concatenated in load order; an id defined twice (in one file or
   across files) is an issue naming both places; the first definition is kept.

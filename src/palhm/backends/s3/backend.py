@@ -279,7 +279,8 @@ class S3Backend(Backend):
         for entry in self.list_keys(root_prefix):
             name, slash, path = entry["Key"][len(root_prefix) :].partition("/")
             if not slash or not path or not is_prefix(name):
-                continue  # not a copy (doc/design.md#what-counts-as-a-copy): never counted, never removed
+                # not a copy (doc/design.md#what-counts-as-a-copy): never counted, never removed
+                continue
             listing = found.setdefault(name, _Listing())
             if path == MANIFEST_NAME:
                 listing.has_manifest = True
