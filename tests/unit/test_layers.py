@@ -143,3 +143,23 @@ def test_the_checker_sees_a_planted_private_import(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
     source.write_text("from palhm.engine.spawn import _prctl, spawn\n", encoding="utf-8")
     assert private_names_imported(source) == ["palhm.engine.spawn._prctl"]
+
+
+def test_only_the_command_line_and_the_stdout_mua_print() -> None:
+    """Everything else logs (doc/design.md#notifications): a print() elsewhere would
+    bypass -q/-v and break `palhm get ... > FILE`."""
+    printers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if unit(name) == "cli" or name == "palhm.notify.mua.stdout":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ]
+        printers += [f"{name}:{line}" for line in calls]
+    assert printers == []
