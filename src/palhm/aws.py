@@ -17,11 +17,11 @@ import importlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from palhm.errors import PalhmError
+from palhm.records import record
 
 BOTO3_MISSING: Final = (
     "module 'aws' needs boto3, which palhm's Python cannot import: apt-get install"
@@ -42,7 +42,7 @@ CONNECT_TIMEOUT: Final = 10.0
 READ_TIMEOUT: Final = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientSpec:
     """Where and as whom a client talks: the common `profile`, `region`, `endpoint_url`."""
 

@@ -15,7 +15,6 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +23,7 @@ import yaml
 from palhm.errors import PalhmError, UsageError
 from palhm.model import BootReport
 from palhm.notify.mua import create_mua
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class BootWaitError(PalhmError):
     """`boot-wait` could not be honoured (e.g. systemd is not the init system)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BootFacts:
     """What the report says about this boot. None = field disabled in the config."""
 

@@ -8,14 +8,15 @@ once, largest first. Years and months are calendar steps with Go's normalisation
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
+
+from palhm.records import record
 
 _GRAMMAR: Final = re.compile(r"^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Duration:
     years: int = 0
     months: int = 0

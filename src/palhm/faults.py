@@ -35,8 +35,9 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Final
+
+from palhm.records import field, record
 
 ENVIRONMENT_VARIABLE: Final = "PALHM_FAULT"
 
@@ -75,7 +76,7 @@ ACTIONS: Final = {
 }
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Fault:
     """One planned fault: act when `point` is reached for the `occurrence`th time."""
 

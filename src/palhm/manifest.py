@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from palhm import __version__
+from palhm.records import record
 
 FORMAT: Final = "palhm-manifest"
 FORMAT_VERSION: Final = 1
@@ -33,7 +33,7 @@ FORMAT_VERSION: Final = 1
 ManifestState = Literal["building", "complete"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StageRecord:
     """One process of an object's pipeline and how it ended: its exit status, or None
     and the signal's name when a signal ended it."""
@@ -43,7 +43,7 @@ class StageRecord:
     signal: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ObjectRecord:
     """One stored object: where, how big, its checksum, when and how it was made."""
 
@@ -57,7 +57,7 @@ class ObjectRecord:
     attempts: int = 1  # 1 + the retries it took (backup-object `retries`)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Manifest:
     task: str
     prefix: str

@@ -1,4 +1,4 @@
-"""The validated config as frozen dataclasses. Built only by `palhm.config`.
+"""The validated config as frozen records (palhm.records). Built only by `palhm.config`.
 
 Nothing outside `palhm.config` sees a raw config dict: JSON's kebab-case keys are
 converted to these snake_case fields in exactly one place (config/build.py).
@@ -7,13 +7,13 @@ converted to these snake_case fields in exactly one place (config/build.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
 from palhm.durations import Duration
+from palhm.records import field, record, replace
 from palhm.values import DEFAULT_EC, INFINITE, ExitCodeSpec, Limit
 
 DEFAULT_VL: Final = 3
@@ -21,7 +21,7 @@ DEFAULT_GROUP: Final = "default"
 EMPTY_ENV: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Exec:
     """One command to run: a defined exec, or a stage after exec-append/overrides.
 
@@ -45,20 +45,20 @@ class Exec:
         return self.id if self.id else self.argv[0]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskRef:
     """Routine item that runs another task."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SigmaskAction:
     action: Literal["block", "unblock"]
     signals: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Builtin:
     """Routine item that runs a builtin (`sigmask`)."""
 
@@ -69,13 +69,13 @@ class Builtin:
 RoutineItem: TypeAlias = Exec | TaskRef | Builtin
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ObjectGroup:
     id: str
     depends: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BackupObject:
     """One file of a copy: `path` (normalised, relative) and the pipeline that makes it."""
 
@@ -90,7 +90,7 @@ class BackupObject:
     retry_delay: float = 10.0  # s before the first retry, doubled after each
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PrefixSpec:
     """How a copy's PREFIX is formed from the run's start time (doc/design.md#copy-names-prefixes).
 
@@ -102,7 +102,7 @@ class PrefixSpec:
     tz: Literal["utc", "local"] = "utc"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RetentionPolicy:
     """Which copies rotation keeps (doc/design.md#rotation-order). None = rule not set."""
 
@@ -132,7 +132,7 @@ class RetentionPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HeaderValue:
     """An HTTP header's value: written in the config, or read at send time from a
     file (first line) or an environment variable, so tokens stay out of configs."""
@@ -142,7 +142,7 @@ class HeaderValue:
     env: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PingHook:
     """An HTTP(S) request (healthchecks, ntfy, Gotify, webhooks ...).
 
@@ -161,7 +161,7 @@ class PingHook:
     retry_delay: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailHook:
     """A short report sent through a MUA (doc/design.md#notifications)."""
 
@@ -176,7 +176,7 @@ Hook: TypeAlias = PingHook | MailHook | Exec | TaskRef | Builtin
 """A hook item: a notification, or a command run like a routine item."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hooks:
     on_start: tuple[Hook, ...] = ()
     on_success: tuple[Hook, ...] = ()
@@ -187,14 +187,14 @@ class Hooks:
 NO_HOOKS: Final = Hooks()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RoutineTask:
     id: str
     items: tuple[RoutineItem, ...]
     hooks: Hooks = NO_HOOKS
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ObjectLock:
     """aws-s3 `object-lock`: every object and the manifest of a copy is written with S3
     Object Lock retention in `mode` until its start time plus the longest of `periods`
@@ -215,7 +215,7 @@ class ObjectLock:
         return until
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Destination:
     """One place a backup task's copies go (doc/backup.md#several-destinations): a
     backend with its own parameters, copy prefix form and retention. `name` is unique
@@ -231,7 +231,7 @@ class Destination:
 Require: TypeAlias = Literal["all", "any"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BackupTask:
     """A backup task. `backend_param` holds the backend's own parameters with
     snake_case keys and parsed values (modes as int, sizes as int); the common
@@ -278,7 +278,7 @@ class BackupTask:
 Task: TypeAlias = RoutineTask | BackupTask
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DrillCheck:
     """One check of a drill: `command` (its `ec` is the expected status) and an
     optional pattern its stdout must match."""
@@ -288,7 +288,7 @@ class DrillCheck:
     expect_output: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Drill:
     """A task's restore drill (`palhm drill`). `env` is added to every drill command;
     `hooks` is None when the drill uses the task's own hooks."""
@@ -301,7 +301,7 @@ class Drill:
     hooks: Hooks | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BootReport:
     mua: str
     mail_to: tuple[str, ...]
@@ -315,7 +315,7 @@ class BootReport:
     delay: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     """The effective config after includes, merging and validation."""
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Set
-from dataclasses import dataclass
 from typing import Final
 
+from palhm.records import record
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class ModuleInfo:
     name: str
     backends: tuple[str, ...]

@@ -9,15 +9,16 @@ from __future__ import annotations
 import math
 import re
 import signal
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
+
+from palhm.records import record
 
 _EC_RANGE: Final = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _EC_COMPARE: Final = re.compile(r"^\s*(<=|>=|==|<|>)?\s*(\d+)\s*$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExitCodeSpec:
     """Accepted exit statuses: an inclusive range [low, high] within 0..255."""
 
@@ -73,7 +74,7 @@ DEFAULT_EC: Final = ExitCodeSpec(0, 0, "==0")
 _INFINITY_WORDS: Final = frozenset({"inf", "infinity"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Limit:
     """A decimal limit (`nb-copy-limit`, `root-size-limit`); None means infinity.
 

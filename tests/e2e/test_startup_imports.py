@@ -16,8 +16,14 @@ from tests.integration.backup_support import TASK, backup_config, inline, obj
 # Imported only when their feature is used: a ping hook (urllib.request, http.client,
 # ssl, email), a config error (jsonschema), the schema compiler (never at run time),
 # another checksum (xxhash), an S3 backend (boto3), a metrics textfile (its module and
-# `secrets`), the host name (os.uname, not `socket`).
+# `secrets`), the host name (os.uname, not `socket`), a config that is plain JSON
+# (pyjson5, and dataclasses, which palhm.records replaces and pyjson5's pprint loads),
+# argparse's terminal width (shutil: cli.main asks os).
 NOT_NEEDED = (
+    "pyjson5",
+    "dataclasses",
+    "inspect",
+    "shutil",
     "palhm.notify.metrics",
     "secrets",
     "socket",

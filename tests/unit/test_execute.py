@@ -4,18 +4,18 @@ test_pump and test_holders."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import pytest
 
 from palhm.engine import execute
 from palhm.engine.execute import PipelineResult, StageResult
+from palhm.records import FrozenError
 
 
 def test_results_are_frozen() -> None:
     result = PipelineResult(size=1, digest=None, stages=(StageResult(("a",), "a", 0, None, True),))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         result.size = 2  # type: ignore[misc]
 
 

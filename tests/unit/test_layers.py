@@ -72,7 +72,7 @@ def test_the_tree_has_the_layer_packages() -> None:
     flat = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
     assert set(flat) <= {
         "aws", "bootreport", "durations", "errors", "faults", "manifest", "model",
-        "modules", "prefix", "rundir", "values",
+        "modules", "prefix", "records", "rundir", "values",
     }, flat  # fmt: skip
 
 

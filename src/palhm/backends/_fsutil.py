@@ -25,9 +25,10 @@ import logging
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
+
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ EntryKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Entry:
     """One name found by `walk`: its path relative to the walked directory, its kind,
     and its size (regular files only)."""

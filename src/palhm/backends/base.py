@@ -28,12 +28,12 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, ClassVar, Literal
 
 from palhm.errors import BackendError
 from palhm.manifest import parse_manifest
+from palhm.records import record
 
 MANIFEST_NAME = ".palhm-manifest.json"
 MANIFEST_TMP = MANIFEST_NAME + ".tmp"  # localfs writes the manifest through it
@@ -79,7 +79,7 @@ def judge_manifest(data: bytes, name: str, task_id: str) -> tuple[CopyState, str
     return "complete", manifest.task, ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CopyInfo:
     """A copy found under the backend root."""
 

@@ -9,6 +9,7 @@ never leaves half a run behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -40,8 +41,32 @@ DEFAULT_TASK: Final = "default"
 Handler = Callable[[argparse.Namespace], None]
 
 
+def _columns() -> int:
+    """What shutil.get_terminal_size() says, without importing shutil (and the
+    compression modules it loads) on every run: argparse asks for each argument added."""
+    with contextlib.suppress(KeyError, ValueError):
+        if (columns := int(os.environ["COLUMNS"])) > 0:
+            return columns
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    return 80
+
+
+class _Wrapped(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent: int = 2, position: int = 24, width: int | None = None):
+        super().__init__(prog, indent, position, _columns() - 2 if width is None else width)
+
+
+class _Raw(argparse.RawDescriptionHelpFormatter, _Wrapped):
+    pass
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as UsageError instead of exiting itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Wrapped)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         hint = ""
@@ -79,7 +104,7 @@ def build_parser(only: str | None = None) -> _Parser:
     summaries = {a.dest: a.help for a in commands._choices_actions}
     for name, sub in commands.choices.items():
         _add_anywhere_options(sub, default=argparse.SUPPRESS)
-        sub.formatter_class = argparse.RawDescriptionHelpFormatter
+        sub.formatter_class = _Raw
         if sub.description is None and summaries.get(name):
             sub.description = f"{summaries[name]}."
         if sub.epilog is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from palhm.config.build import build_config
@@ -27,11 +26,12 @@ from palhm.config.merge import BootReportParts, Merged, merge
 from palhm.config.problems import Issue, config_error
 from palhm.config.validate import schema, schema_issues
 from palhm.model import Config
+from palhm.records import record
 
 __all__ = ["load_config", "load_effective", "schema_text"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Result:
     config: Config
     merged: Merged

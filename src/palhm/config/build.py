@@ -6,19 +6,18 @@ the types the schema promises.
 
 Stages (doc/design.md#execs-and-pipeline-stages): `exec` shares the defined model.Exec (it is
 frozen);
-`exec-append` and per-use overrides make a new Exec with `dataclasses.replace`, so the
+`exec-append` and per-use overrides make a new Exec with `records.replace`, so the
 shared definition never changes; `exec-inline` is an Exec with id None.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from palhm import model
+from palhm import model, records
 from palhm.config.convert import destination_names, normalise_object_path, parse_limit, snake
 from palhm.config.defaults import default_of, own_defaults
 from palhm.config.merge import BootReportParts, Merged
@@ -104,7 +103,7 @@ def stage(data: Mapping[str, Any], execs: Execs) -> model.Exec:
     for key, attribute in _OVERRIDES:
         if key in data:
             changes[attribute] = float(data[key]) if key == "timeout" else int(data[key])
-    return dataclasses.replace(base, **changes) if changes else base
+    return records.replace(base, **changes) if changes else base
 
 
 def _env(raw: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -204,7 +203,7 @@ def drill(data: Mapping[str, Any], execs: Execs) -> model.Drill:
     for index, raw in enumerate(data.get("checks", ())):
         command = stage(raw["run"], execs)
         if "expect-status" in raw:
-            command = dataclasses.replace(command, ec=ExitCodeSpec.parse(raw["expect-status"]))
+            command = records.replace(command, ec=ExitCodeSpec.parse(raw["expect-status"]))
         name = raw.get("name", f"check {index + 1}")
         checks.append(model.DrillCheck(name, command, raw.get("expect-output")))
     own_hooks = None

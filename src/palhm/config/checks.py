@@ -13,7 +13,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from palhm.backends.throttle import parse_rate
@@ -26,6 +25,7 @@ from palhm.engine.guards import parse_percent
 from palhm.model import DEFAULT_GROUP
 from palhm.modules import MODULES
 from palhm.notify.mua import MUAS
+from palhm.records import record
 from palhm.values import ExitCodeSpec, parse_mode, parse_signal
 
 HOOK_KEYS: Final = ("on-start", "on-success", "on-failure", "finally")
@@ -47,7 +47,7 @@ Node = TypeVar("Node", bound=Hashable)
 Where = TypeVar("Where")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Context:
     exec_ids: Sequence[str]
     task_ids: Sequence[str]

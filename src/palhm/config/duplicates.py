@@ -9,16 +9,16 @@ nesting of objects and arrays, to name where each duplicate is.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Final
 
-import pyjson5
+from palhm.records import field, record
 
 _ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$\\")
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Level:
     is_object: bool
     key: str | int  # this container's own key in its parent
@@ -96,11 +96,26 @@ def _token(
         return
     top = stack[-1]
     top.expect_key = False
-    try:
-        key = str(pyjson5.decode(raw) if quoted else pyjson5.decode("{" + raw + ":0}").popitem()[0])
-    except (pyjson5.Json5Exception, ValueError, KeyError):
-        key = raw
+    key = _key_text(raw, quoted=quoted)
     top.last_key = key
     if key in top.keys:
         yield tuple(level.key for level in stack[1:]), key
     top.keys.add(key)
+
+
+def _key_text(raw: str, *, quoted: bool) -> str:
+    """The key a parser sees: escapes decoded. A JSON string needs only the json module;
+    JSON5 forms (single quotes, bare identifiers) load pyjson5."""
+    if raw.startswith('"'):
+        try:
+            return str(json.loads(raw))
+        except ValueError:
+            pass
+    import pyjson5
+
+    try:
+        if quoted:
+            return str(pyjson5.decode(raw))
+        return str(pyjson5.decode("{" + raw + ":0}").popitem()[0])
+    except (pyjson5.Json5Exception, ValueError, KeyError):
+        return raw

@@ -9,12 +9,12 @@ execs of an included catalogue (core.json names rpm, pacman ...) are not.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from palhm import records
 from palhm.model import BackupTask, Config, Exec
 from palhm.modules import MODULES, missing_libraries
 from palhm.notify.mua.mailx import find_exec
@@ -83,12 +83,12 @@ def _walk(node: Any) -> Iterator[str]:
         if node.argv:
             yield node.argv[0]
         return
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+    if records.is_record(node) and not isinstance(node, type):
         if getattr(node, "mua", None) == "mailx":
             params = getattr(node, "mua_param", None)
             yield find_exec(params.get("exec") if isinstance(params, Mapping) else None)
-        for field in dataclasses.fields(node):
-            yield from _walk(getattr(node, field.name))
+        for name in records.fields(node):
+            yield from _walk(getattr(node, name))
     elif isinstance(node, Mapping):
         for value in node.values():
             yield from _walk(value)

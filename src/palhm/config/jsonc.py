@@ -3,15 +3,17 @@
 
 pyjson5 (a JSON5 parser, a superset of JSONC) does the work; this module only turns
 its exceptions into one readable line with the line and column of the problem.
-Integers of any size stay exact Python ints.
+Integers of any size stay exact Python ints. A file that is plain JSON (no comment,
+no trailing comma) is read by the json module, which is loaded anyway: pyjson5 and
+what it imports (pprint, dataclasses, inspect: ~15 ms) are loaded only for the
+rest (doc/design.md#start-up). Both give the same value for a JSON text.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Final
-
-import pyjson5
 
 _NEAR: Final = re.compile(r"\s*(?:starting\s+)?near\s+(\d+)")
 _TOKEN: Final = re.compile(r"b'([^']*)'")
@@ -47,12 +49,20 @@ def parse_jsonc(text: str) -> Any:
     Raises JsoncSyntaxError naming the line and column of the first problem.
     """
     try:
+        return json.loads(text)
+    except ValueError:
+        pass  # comments, trailing commas, or an error to describe: pyjson5 says which
+    import pyjson5
+
+    try:
         return pyjson5.decode(text)
     except pyjson5.Json5DecoderException as error:
         raise _syntax_error(text, error) from None
 
 
 def _syntax_error(text: str, error: Exception) -> JsoncSyntaxError:
+    import pyjson5
+
     raw = str(error.args[0]) if error.args else str(error)
     offset = _offset(raw, extra_data=isinstance(error, pyjson5.Json5ExtraData))
     offset = min(max(offset, 0), len(text))

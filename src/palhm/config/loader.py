@@ -20,13 +20,13 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from palhm.config.duplicates import duplicate_keys
 from palhm.config.jsonc import JsoncSyntaxError, parse_jsonc
 from palhm.config.problems import Issue
+from palhm.records import field, record
 
 BUILTIN_SCHEME: Final = "builtin:"
 DATA_DIR: Final = Path(__file__).resolve().parent.parent / "data"
@@ -36,7 +36,7 @@ MAX_INCLUDE_DEPTH: Final = 32  # files in one chain of includes
 _Via: TypeAlias = tuple[str, int] | None
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class SourceFile:
     """One loaded file. `name` is how messages name it; `document` its parsed content."""
 
@@ -46,7 +46,7 @@ class SourceFile:
     packaged: bool = False
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Loaded:
     """The result of loading: files in load order, and every problem met on the way."""
 
@@ -56,7 +56,7 @@ class Loaded:
     complete: bool = True  # every file was read and parsed
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Target:
     name: str
     fs_path: str

@@ -12,16 +12,16 @@ Values of the wrong type are skipped here: the schema reports them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from palhm.config.loader import SourceFile
 from palhm.config.problems import Issue, JsonPath, format_path
+from palhm.records import field, record
 
 SCALARS = ("nb-workers", "vl", "metrics")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Entry:
     """A value and its origin: the file and the JSON path within that file."""
 
@@ -33,7 +33,7 @@ class Entry:
         return self.path + parts
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class BootReportParts:
     """The merged boot-report. `values`: key -> last Entry setting it (mua-param and
     mail-to excluded); `mail_to`: every recipient; `params`: each file's mua-param."""
@@ -44,7 +44,7 @@ class BootReportParts:
     params: list[Entry] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Merged:
     files: list[SourceFile]
     execs: list[Entry] = field(default_factory=list)  # every definition, duplicates too

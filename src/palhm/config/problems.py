@@ -9,10 +9,10 @@ their place in the document.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from palhm.errors import ConfigError, ConfigProblem
+from palhm.records import record
 
 PathPart: TypeAlias = str | int
 JsonPath: TypeAlias = tuple[PathPart, ...]
@@ -20,7 +20,7 @@ JsonPath: TypeAlias = tuple[PathPart, ...]
 MAX_LISTED: Final = 8
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Issue:
     """One problem: `file` is the display name of the file, `path` the place in it."""
 

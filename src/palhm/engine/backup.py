@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final, Literal, Protocol
 
@@ -69,6 +68,7 @@ from palhm.manifest import (
 )
 from palhm.model import DEFAULT_VL, BackupObject, BackupTask
 from palhm.prefix import make_prefix
+from palhm.records import record, replace
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ LOCK_POLL: Final = 1.0  # s between two tries to take a held lock (lock-wait)
 RETRY_DELAY_MAX: Final = 3600.0  # s: an object's doubling retry delay stops growing here
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DestinationOutcome:
     """What one run did on one destination: `status` "ok" (the new copy is committed
     there) or "failed" (`error`: why; nothing of the new copy is left there)."""
@@ -91,7 +91,7 @@ class DestinationOutcome:
     copies_kept: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BackupResult:
     """A committed copy: where it is, its manifest, and what rotation removed.
     `location` and `rotation` are those of the first destination holding the copy;

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from palhm.backends.base import Backend
@@ -59,6 +58,7 @@ from palhm.errors import BackendError, LockedError, PalhmError, RotationError
 from palhm.manifest import Manifest, building_manifest, encode_manifest
 from palhm.model import BackupTask
 from palhm.prefix import make_prefix
+from palhm.records import replace
 
 log = logging.getLogger(__name__)
 

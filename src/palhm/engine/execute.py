@@ -77,7 +77,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 from palhm.backends.base import ObjectSink
@@ -97,6 +96,7 @@ from palhm.errors import (
     format_argv,
 )
 from palhm.model import Exec
+from palhm.records import record
 
 __all__ = [
     "GRACE_PERIOD",
@@ -114,7 +114,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PipelineResult:
     """A successful pipeline: bytes stored, hex digest (None without hasher), stages."""
 

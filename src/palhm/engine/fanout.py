@@ -36,13 +36,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from palhm.backends.base import Backend, CopyWriter, ObjectSink
 from palhm.engine import interrupts
 from palhm.errors import BackendError, Cancelled, PalhmError
 from palhm.model import BackupTask, Destination, Require
+from palhm.records import field, record
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class EveryDestinationFailed(DestinationError):
         return cls("\n".join(lines), name="")
 
 
-@dataclass(eq=False)
+@record(frozen=False, eq=False)
 class Target:
     """One destination during one run: its backend and, once begun, its copy."""
 
@@ -89,7 +89,7 @@ class Target:
         return self.error is not None
 
 
-@dataclass(eq=False)
+@record(frozen=False, eq=False)
 class Destinations:
     """The destinations of one run and the policy deciding what a failure means."""
 

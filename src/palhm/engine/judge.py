@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from palhm.engine.relay import StderrTail
 from palhm.errors import BackendError, Cancelled, CommandError, PalhmError, PipelineError
 from palhm.model import Exec
+from palhm.records import record
 from palhm.values import signal_name
 
 Trigger = Literal["failed", "timeout", "cancel", "sink", "error"]
@@ -41,7 +41,6 @@ class Ending:
     `exited` says whether it ended at all. `after_kill`: it ended after palhm began
     killing the group. `deadline` (time.monotonic()) comes from cmd.timeout; past
     it, `timed_out` is set by stop_reason. `tail`: the last lines of its stderr.
-    (A plain class, not a dataclass: one less class to build when palhm starts.)
     """
 
     __slots__ = (
@@ -90,7 +89,7 @@ class Ending:
         return self.status is not None and self.cmd.ec.accepts(self.status)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StageResult:
     """How one stage ended. `status` is None when it was killed by `signal` (a name)."""
 

@@ -33,9 +33,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, TextIO
+
+from palhm.records import field, record
 
 REFRESH_SECONDS: Final = 0.5
 DEFAULT_COLUMNS: Final = 80
@@ -89,7 +90,7 @@ def render_line(path: str, nbytes: int | None, elapsed: float, *, width: int) ->
     return f"{path}  {stats}"
 
 
-@dataclass
+@record(frozen=False)
 class _Running:
     started: float
     nbytes: int | None = None

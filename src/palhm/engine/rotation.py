@@ -32,7 +32,6 @@ for each kept copy, why it is kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -40,6 +39,7 @@ from palhm.backends.base import CopyInfo
 from palhm.durations import Duration
 from palhm.model import RetentionPolicy
 from palhm.prefix import parse_prefix
+from palhm.records import record
 
 Bucket = Callable[[datetime], tuple[int, ...]]
 
@@ -69,7 +69,7 @@ def locked_reason(until: datetime) -> str:
     return f"{LOCKED} {until.astimezone(UTC).isoformat(timespec='seconds')}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """A copy and why it is kept (rule names) or removed (the limit or rule)."""
 
@@ -77,7 +77,7 @@ class Decision:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RotationPlan:
     keep: tuple[Decision, ...]  # oldest first
     remove: tuple[Decision, ...]  # oldest first: the order to delete in

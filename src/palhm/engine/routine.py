@@ -7,12 +7,12 @@ to the caller's task runner; a builtin runs in palhm itself (builtins.py).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from palhm import records
 from palhm.engine import interrupts
 from palhm.engine.builtins import run_builtin
 from palhm.engine.execute import run_command
@@ -59,7 +59,7 @@ def run_item(
     """
     if isinstance(item, Exec):
         if env:
-            item = dataclasses.replace(item, env=MappingProxyType({**item.env, **env}))
+            item = records.replace(item, env=MappingProxyType({**item.env, **env}))
         try:
             run_command(item, context=context, verbosity=verbosity, cancel=cancel)
         except Cancelled:

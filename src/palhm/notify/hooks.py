@@ -35,7 +35,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
@@ -56,6 +55,7 @@ from palhm.model import (
     Task,
     TaskRef,
 )
+from palhm.records import field, record
 
 if TYPE_CHECKING:
     import http.client
@@ -81,7 +81,7 @@ _PLACEHOLDER: Final = re.compile(r"\{([a-z][a-z0-9_-]*)\}")
 # --------------------------------------------------------------------------- the report
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunReport:
     """What hooks, the textfile and `run --json` say about one run of one task."""
 

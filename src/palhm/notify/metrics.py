@@ -43,9 +43,10 @@ import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from palhm.records import record
 
 METRICS: Final[dict[str, str]] = {
     "palhm_last_run_timestamp_seconds": "Unix time at which the task's last run ended.",
@@ -104,7 +105,7 @@ _SAMPLE: Final = re.compile(
 Labels = tuple[str, str | None]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunMetrics:
     """What one task run reports. None = not applicable (routine tasks) or unknown."""
 
@@ -152,7 +153,7 @@ class RunMetrics:
         return values
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VerifyMetrics:
     """What one `palhm verify` reports."""
 
@@ -360,7 +361,7 @@ def _unescape(label: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], label)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DrillMetrics:
     """What one restore drill reports: the DRILL_METRICS series of its task."""
 

@@ -23,7 +23,6 @@ the object and the stage).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from palhm import records
 from palhm.backends.base import Backend
 from palhm.engine.execute import Supervisor, run_command
 from palhm.errors import PalhmError, UsageError, format_argv
@@ -79,7 +79,7 @@ def drill_steps(task: BackupTask, plan_records: Plan) -> Plan:
         if obj is not None:
             stages = obj.drill_restore or (obj.restore if drill.use_restore_pipelines else ())
         steps.append(Step(record, group, stages))
-    return dataclasses.replace(plan_records, steps=tuple(steps))
+    return records.replace(plan_records, steps=tuple(steps))
 
 
 def _plan(config: Config, task: BackupTask) -> tuple[Backend, Plan]:
@@ -124,12 +124,12 @@ def run_drill(
     """
     drill = drill_of(task)
     hooks = drill.hooks if drill.hooks is not None else task.hooks
-    stand_in = dataclasses.replace(
+    stand_in = records.replace(
         task,
         id=f"{task.id} (drill)",
         hooks=Hooks(on_success=hooks.on_success, on_failure=hooks.on_failure),
     )
-    quiet = dataclasses.replace(config, metrics_textfile=None)
+    quiet = records.replace(config, metrics_textfile=None)
     start = time.monotonic()
     success = False
     try:
@@ -203,7 +203,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:40]
 
 
-@dataclasses.dataclass
+@records.record(frozen=False)
 class _Runner:
     task: BackupTask
     work: Path
@@ -211,7 +211,7 @@ class _Runner:
     verbosity: int
     cancel: threading.Event | None
     lines: list[str]
-    errors: list[BaseException] = dataclasses.field(default_factory=list)
+    errors: list[BaseException] = records.field(default_factory=list)
 
     def guarded(self, action: Callable[[], None]) -> None:
         try:
@@ -231,7 +231,7 @@ class _Runner:
         """`command` with the drill's env added and `{drill-dir}` replaced."""
         token, path = DRILL_DIR_TOKEN, str(self.work)
         env = {k: v.replace(token, path) for k, v in command.env.items()}
-        return dataclasses.replace(
+        return records.replace(
             command,
             argv=tuple(arg.replace(token, path) for arg in command.argv),
             env=MappingProxyType({**env, **self.env}),
@@ -252,7 +252,7 @@ class _Runner:
 
     def restore(self, backend: Backend, plan: Plan, step: Step) -> None:
         stages = tuple(self.prepared(s) for s in step.stages)
-        prepared = dataclasses.replace(step, stages=stages)
+        prepared = records.replace(step, stages=stages)
         try:
             line = restore_step(
                 backend, plan, prepared, to_dir=None, verbosity=self.verbosity, cancel=self.cancel

@@ -32,7 +32,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import IO, Final
 
 from palhm.engine.checksum import new_hasher
@@ -41,6 +40,7 @@ from palhm.engine.spawn import data_pipe, flush_stdout
 from palhm.errors import BackendError, Cancelled, PalhmError, PipelineError, format_argv
 from palhm.manifest import ObjectRecord
 from palhm.model import Exec
+from palhm.records import record
 
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
 # After stage 1 stopped reading, the rest of the object is still read (to say whether
@@ -52,7 +52,7 @@ class StoredObjectError(PalhmError):
     """The stored object differs from its manifest, or could not be read."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FeedResult:
     """A pipeline that read the whole object, which matched the manifest."""
 

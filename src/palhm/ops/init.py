@@ -22,11 +22,11 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TextIO
 
 from palhm.errors import UsageError
+from palhm.records import field, record
 
 DEFAULT_ROOT: Final = "/var/backups/palhm"
 DEFAULT_MAIL_TO: Final = "root"
@@ -35,7 +35,7 @@ SMTP_ADDRESS: Final = ("127.0.0.1", 25)
 CONNECT_TIMEOUT: Final = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Database:
     name: str  # object path stem and comment label
     socket: str
@@ -65,7 +65,7 @@ DATABASES: Final = (
 )
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Host:
     """What init found on this host."""
 

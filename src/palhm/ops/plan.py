@@ -18,7 +18,6 @@ import graphlib
 import os
 import shlex
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -45,6 +44,7 @@ from palhm.model import (
 from palhm.notify.hooks import describe_hook
 from palhm.ops.operations import open_backend
 from palhm.prefix import make_prefix, parse_prefix
+from palhm.records import replace
 from palhm.values import DEFAULT_EC, signal_name
 
 INDENT: Final = "  "

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from typing import Final
 
 from palhm.backends.base import Backend, CopyWriter
@@ -46,6 +45,7 @@ from palhm.manifest import (
 from palhm.model import BackupTask, Config, Destination
 from palhm.ops.feed import differences
 from palhm.ops.operations import block_size, existing_backend, open_backend, own_copies
+from palhm.records import record, replace
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ReplicateError(PalhmError):
     """A copy could not be replicated (the target's new copy is rolled back)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Side:
     """One destination of the task: its name, the task seen through it, its backend."""
 

@@ -22,17 +22,16 @@ PipelineError, BackendError (exit 1) at run time.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import graphlib
 import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Final
 
+from palhm import records
 from palhm.backends.base import Backend, CopyInfo
 from palhm.engine.checksum import new_hasher
 from palhm.engine.graph import group_dependencies
@@ -42,6 +41,7 @@ from palhm.manifest import Manifest, ObjectRecord
 from palhm.model import DEFAULT_GROUP, BackupObject, BackupTask, Config, Exec
 from palhm.ops import operations
 from palhm.ops.feed import StoredObjectError, differences, feed_pipeline
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Step:
     """One object to restore: through `stages`, or (no stages) as a file / checked only."""
 
@@ -58,7 +58,7 @@ class Step:
     stages: tuple[Exec, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Plan:
     task: BackupTask
     copy: CopyInfo
@@ -138,15 +138,15 @@ def plan_restore(
     steps: list[Step] = []
     skipped: list[str] = []
     missing_pipeline: list[str] = []
-    for group, record in restore_order(task, select(manifest, task, copy, paths)):
-        obj = by_path.get(record.path)
+    for group, entry in restore_order(task, select(manifest, task, copy, paths)):
+        obj = by_path.get(entry.path)
         stages = obj.restore if obj is not None else ()
         if stages or to_dir is not None:
-            steps.append(Step(record, group, stages))
+            steps.append(Step(entry, group, stages))
         elif paths:
-            missing_pipeline.append(record.path)
+            missing_pipeline.append(entry.path)
         else:
-            skipped.append(record.path)
+            skipped.append(entry.path)
     if missing_pipeline:
         raise UsageError(
             f"task '{task.id}': no restore pipeline for {', '.join(missing_pipeline)}:"
@@ -283,7 +283,7 @@ def with_env(command: Exec, env: dict[str, str] | None) -> Exec:
     """`command` with `env` added over its own variables."""
     if not env:
         return command
-    return dataclasses.replace(command, env=MappingProxyType({**command.env, **env}))
+    return records.replace(command, env=MappingProxyType({**command.env, **env}))
 
 
 @contextlib.contextmanager

@@ -80,3 +80,34 @@ def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"vl": "\xe9"}')
     assert problems(path) == [f"{path}: cannot read: not UTF-8 text (byte 8)"]
+
+
+PLAIN_JSON = [
+    '{"a": 1, "b": [true, false, null], "c": {"d": "e"}}',
+    '{"n": 9007199254740993, "m": -0, "f": 1.5e300, "g": 0.1, "h": 1E-7}',
+    r'{"s": "tab\there \"quoted\" \\ \/ \u00e9 \ud83d\ude00 \u0000", "\u0061": 2}',
+    '{"deep": [[[[[[[[[[{"x": []}]]]]]]]]]], "empty": {}}',
+    '{"a": 1, "a": 2}',  # the last wins in both; duplicates.py reports it
+    '  \n\t{"spaces": "around"}\n  ',
+    '{"ünïcödé": "✓", "emoji": "😀"}',
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_JSON)
+def test_plain_json_reads_as_pyjson5_reads_it(text: str) -> None:
+    """Plain JSON skips pyjson5 (start-up); the value must be the one pyjson5 gives."""
+    import pyjson5
+
+    value = parse_jsonc(text)
+    assert value == pyjson5.decode(text)
+    assert repr(value) == repr(pyjson5.decode(text))  # same types: int stays int, -0 too
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [('{"a": 1, "a": 2}', "a"), ('{"\\u0061": 1, "a": 2}', "a"), ("{'a': 1, a: 2}", "a")],
+)
+def test_a_key_written_twice_is_found_whatever_its_spelling(text: str, key: str) -> None:
+    from palhm.config.duplicates import duplicate_keys
+
+    assert list(duplicate_keys(text)) == [((), key)]

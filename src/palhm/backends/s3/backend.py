@@ -69,7 +69,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
 from urllib.parse import quote, unquote, urlsplit
@@ -105,6 +104,7 @@ from palhm.errors import BackendError, CollisionError, DeleteDeniedError
 from palhm.manifest import parse_manifest
 from palhm.model import ObjectLock
 from palhm.prefix import is_prefix, parse_prefix, sort_by_prefix
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ MAX_POOL_CONNECTIONS: Final = 64  # nb-workers objects x parts in flight share o
 LIMITS: S3Limits = AWS_LIMITS
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Listing:
     """What a listing says about one copy."""
 

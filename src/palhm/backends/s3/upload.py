@@ -58,7 +58,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -66,6 +65,7 @@ from palhm import faults
 from palhm.aws import translate_errors
 from palhm.backends.base import ObjectSink
 from palhm.errors import BackendError
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ MAX_IN_FLIGHT: Final = 8
 COPY_IN_FLIGHT_BUDGET: Final = 128 * MiB  # all objects of a copy together
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class S3Limits:
     """S3's multipart limits. Tests use smaller ones (moto accepts tiny parts when
     started with S3_UPLOAD_PART_MIN_SIZE)."""
@@ -94,7 +94,7 @@ class S3Limits:
 AWS_LIMITS: Final = S3Limits()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartSchedule:
     """Parts 1..hold are `first` bytes; after them the size doubles every `step` parts,
     capped at max_part_size: part i > hold is `first * 2**(1 + (i - hold - 1) // step)`."""
@@ -224,7 +224,7 @@ def in_flight_parts(part_size: int) -> int:
     return max(1, min(MAX_IN_FLIGHT, IN_FLIGHT_BUDGET // part_size))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UploadTarget:
     """Where an object goes and the arguments every write request carries.
 

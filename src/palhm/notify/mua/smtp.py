@@ -12,7 +12,6 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Final, Literal
 
 from palhm.errors import MailError
 from palhm.notify.mua.base import Mua
+from palhm.records import record
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ DEFAULT_PORTS: Final[Mapping[str, int]] = {"none": 25, "starttls": 587, "tls": 4
 TlsMode = Literal["none", "starttls", "tls"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SmtpSettings:
     """`mua-param` of the smtp MUA with defaults applied."""
 
