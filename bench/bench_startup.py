@@ -4,8 +4,9 @@ Prints, each as the median of --runs fresh interpreters:
 
   imports      importing everything a localfs backup run needs (palhm.cli.main,
                runner, engine.backup, notify.hooks, backends.localfs)
-  dataclasses  the part of those imports spent creating dataclasses (each one
-               compiles its generated methods with exec: no .pyc keeps them)
+  records      the part of those imports spent creating the value classes
+               (palhm.records; until 2026-12-04 they were dataclasses, each of which
+               compiled its generated methods with exec: ~30 ms in all)
   parser       building the command line for `run` alone, and for every command
   tiny         a whole `palhm -q -f CFG run b` of two `echo` objects on localfs, and
                the same config run by the original PALHM 0.0.3 (--orig-python),
@@ -28,8 +29,9 @@ import time
 from pathlib import Path
 
 PROBE = r"""
-import dataclasses, json, time
-original = dataclasses._process_class
+import json, time
+import palhm.records as records
+original = records._build
 spent = [0.0, 0]
 def timed(*args, **kwargs):
     start = time.perf_counter()
@@ -38,7 +40,7 @@ def timed(*args, **kwargs):
     finally:
         spent[0] += time.perf_counter() - start
         spent[1] += 1
-dataclasses._process_class = timed
+records._build = timed
 start = time.perf_counter()
 import palhm.cli.main, palhm.cli.runner, palhm.engine.backup, palhm.notify.hooks
 import palhm.backends.localfs
@@ -94,7 +96,7 @@ def main() -> None:
     imports, spent, count = (statistics.median(p[i] for p in every) for i in range(3))
     one, whole = (statistics.median(p[3] for p in probes[c]) for c in ("run", ""))
     print(f"imports      {imports * 1e3:6.1f} ms (median of {len(every)})")
-    print(f"dataclasses  {spent * 1e3:6.1f} ms of it, {count:.0f} classes")
+    print(f"records      {spent * 1e3:6.1f} ms of it, {count:.0f} classes")
     print(f"parser       {one * 1e3:6.1f} ms for `run` alone, {whole * 1e3:.1f} ms for all")
 
     work = Path(tempfile.mkdtemp(prefix="palhm-bench-startup-", dir=args.dir))

@@ -1,5 +1,5 @@
 """`python -m palhm` entry point."""
 
-from palhm.cli.main import main
+from palhm.cli.main import entry
 
-raise SystemExit(main())
+entry()
