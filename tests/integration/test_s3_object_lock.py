@@ -384,3 +384,47 @@ def test_a_failed_run_on_a_write_only_host_leaves_its_copy_to_palhm_rotate(
     assert done.returncode == 0, done.stderr
     assert "0 of 0 counted copies removed, 1 incomplete" in done.stdout
     assert keys(s3, locked_bucket) == {}
+
+
+def test_a_move_whose_new_version_cannot_be_locked_says_so_and_stops(
+    moto_server: MotoServer, locked_bucket: str, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rot-storage-class on a locked copy: the move writes a new version, which palhm
+    locks with PutObjectRetention. When that is refused (injected here: moto grants
+    it with s3:PutObject, so no policy can deny it alone), the warning says the object
+    moved unlocked and moving stops; after_commit never fails the run."""
+    from botocore.exceptions import ClientError
+
+    prefix = datetime.now(UTC).isoformat()
+    backend = backend_on(
+        moto_server, locked_bucket, object_lock=one_day_lock(), rot_storage_class="STANDARD_IA"
+    )
+    start = datetime.fromisoformat(prefix)
+    writer = backend.begin_copy(
+        prefix, building_manifest=encode_manifest(Manifest("backup", prefix, start, None))
+    )
+    for name in ("a", "b"):
+        sink = writer.open_object(name, alloc_size=None)
+        sink.write(memoryview(b"data\n"))
+        sink.close()
+    writer.commit(encode_manifest(Manifest("backup", prefix, start, start)))
+
+    def refuse(**kwargs: Any) -> None:
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+        raise ClientError(error, "PutObjectRetention")
+
+    backend.client.put_object_retention = refuse
+    with caplog.at_level("WARNING"):
+        backend.after_commit(prefix)
+    text = caplog.text
+    assert "AccessDenied" in text and "locking after the move" in text
+    assert f"{ROOT}/{prefix}/a was moved to STANDARD_IA but its new version is not locked" in text
+    assert "moving stopped after 1 of 2 object(s)" in text
+    assert "stays in its storage class" not in text
+    classes = [
+        s3.head_object(Bucket=locked_bucket, Key=f"{ROOT}/{prefix}/{name}").get(
+            "StorageClass", "STANDARD"
+        )
+        for name in ("a", "b")
+    ]
+    assert classes == ["STANDARD_IA", "STANDARD"]  # the first moved, then it stopped

@@ -741,13 +741,24 @@ class S3Backend(Backend):
                 s3_transition.change_storage_class(
                     self, entry["Key"], entry["Size"], self.rot_storage_class
                 )
-                self._relock(prefix, entry["Key"])
             except BackendError as error:
                 # The copy is committed and intact in its class: never block rotation.
                 log.warning(
                     "task '%s': %s; the copy stays in its storage class (%d of %d object(s)"
                     " moved); check rot-storage-class against what the store offers",
                     self.task_id, error, done, len(entries),
+                )  # fmt: skip
+                return
+            try:
+                self._relock(prefix, entry["Key"])
+            except BackendError as error:
+                # Moved, but its new version is unlocked: stop before unlocking more.
+                log.warning(
+                    "task '%s': %s; %s was moved to %s but its new version is not locked"
+                    " (the locked version it replaced stays until its date); moving"
+                    " stopped after %d of %d object(s)",
+                    self.task_id, error, entry["Key"], self.rot_storage_class, done + 1,
+                    len(entries),
                 )  # fmt: skip
                 return
 
