@@ -21,7 +21,6 @@ suite) and scripts/fuzz_configs.py (the long run).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import json
 import math
 import shutil
@@ -33,6 +32,7 @@ from typing import Any, Final
 
 from hypothesis import strategies as st
 
+from palhm import records
 from palhm.config import load_config, load_effective
 from palhm.config.jsonc import parse_jsonc
 from palhm.errors import ConfigError
@@ -416,7 +416,7 @@ def _check_round_trip(config: Any, case: Case) -> None:
         raise AssertionError(
             f"config show output does not load: {error}\n  case {case.describe()}"
         ) from error
-    same = dataclasses.replace(reloaded, source=config.source, files=config.files)
+    same = records.replace(reloaded, source=config.source, files=config.files)
     assert same == config, f"config show output loads differently\n  case {case.describe()}"
 
 
