@@ -162,3 +162,31 @@ def test_lock_error_names_the_holder(tmp_path: Path) -> None:
     with first.lock(), pytest.raises(LockedError) as caught, second.lock():
         pass
     assert f"pid {os.getpid()}" in str(caught.value) and "task 'nightly'" in str(caught.value)
+
+
+def test_a_block_is_written_in_slices_and_arrives_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink cuts the pump's 1 MiB blocks into WRITE_SLICE writes (a large write()
+    costs more kernel CPU per byte here); every byte arrives, in order."""
+    import palhm.backends.localfs as localfs
+
+    sizes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes | memoryview) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    backend = LocalfsBackend({"root": str(tmp_path / "root")}, task_id="t")
+    copy = backend.begin_copy(PREFIX, building_manifest=b"{}")
+    sink = copy.open_object("o", alloc_size=None)
+    block = bytes(range(256)) * ((1 << 20) // 256) + b"end"
+    monkeypatch.setattr(localfs.os, "write", counting_write)
+    sink.write(memoryview(block))
+    monkeypatch.undo()
+    assert sink.close() == len(block)
+    assert max(sizes) == localfs.WRITE_SLICE and sum(sizes) == len(block)
+    staged = next((tmp_path / "root").iterdir()) / "o"
+    assert staged.read_bytes() == block
+    copy.rollback()
