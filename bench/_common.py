@@ -99,3 +99,20 @@ def row(label: str, measure: Measure, reference: Measure | None = None) -> str:
 
 def stage(*argv: str) -> list[str]:
     return list(argv)
+
+
+def head_cat_config(work: Path, mib: int) -> Path:
+    """WORK/c.json: task `b`, one object `head -c MIB MiB /dev/zero | cat` into a
+    localfs root WORK/root, default settings (the in-process experiments' config)."""
+    stage = [{"type": "exec-inline", "argv": ["/usr/bin/head", "-c", str(mib << 20), "/dev/zero"]},
+             {"type": "exec-inline", "argv": ["/bin/cat"]}]  # fmt: skip
+    task = {
+        "id": "b",
+        "type": "backup",
+        "backend": "localfs",
+        "backend-param": {"root": str(work / "root")},
+        "objects": [{"path": "a", "pipeline": stage}],
+    }
+    path = work / "c.json"
+    path.write_text(json.dumps({"tasks": [task]}), encoding="utf-8")
+    return path

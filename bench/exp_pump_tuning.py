@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import head_cat_config
+
 CHILD = r"""
 import json, resource, sys, time
 import palhm.engine.pump as pump
@@ -47,21 +49,6 @@ print(json.dumps({"status": status, "wall": time.perf_counter() - start,
 """
 
 
-def config(work: Path, mib: int) -> Path:
-    stage = [{"type": "exec-inline", "argv": ["/usr/bin/head", "-c", str(mib << 20), "/dev/zero"]},
-             {"type": "exec-inline", "argv": ["/bin/cat"]}]  # fmt: skip
-    task = {
-        "id": "b",
-        "type": "backup",
-        "backend": "localfs",
-        "backend-param": {"root": str(work / "root")},
-        "objects": [{"path": "a", "pipeline": stage}],
-    }
-    path = work / "c.json"
-    path.write_text(json.dumps({"tasks": [task]}), encoding="utf-8")
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/var/tmp", help="a real disk, not a tmpfs")
@@ -71,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="palhm-exp-pump-", dir=args.dir))
     try:
-        path = config(work, args.mib)
+        path = head_cat_config(work, args.mib)
         for _ in range(args.rounds):
             for setting in args.settings:
                 shutil.rmtree(work / "root", ignore_errors=True)

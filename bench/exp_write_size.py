@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import head_cat_config
+
 CHILD = r"""
 import json, resource, sys, time
 import palhm.backends.localfs as localfs
@@ -35,21 +37,6 @@ print(json.dumps({"status": status, "wall": time.perf_counter() - start,
 """
 
 
-def config(work: Path, mib: int) -> Path:
-    stage = [{"type": "exec-inline", "argv": ["/usr/bin/head", "-c", str(mib << 20), "/dev/zero"]},
-             {"type": "exec-inline", "argv": ["/bin/cat"]}]  # fmt: skip
-    task = {
-        "id": "b",
-        "type": "backup",
-        "backend": "localfs",
-        "backend-param": {"root": str(work / "root")},
-        "objects": [{"path": "a", "pipeline": stage}],
-    }
-    path = work / "c.json"
-    path.write_text(json.dumps({"tasks": [task]}), encoding="utf-8")
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/var/tmp", help="a real disk, not a tmpfs")
@@ -60,7 +47,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="palhm-exp-write-", dir=args.dir))
     found: dict[int, list[dict[str, float]]] = {kib: [] for kib in args.slices}
     try:
-        path = config(work, args.mib)
+        path = head_cat_config(work, args.mib)
         for _ in range(args.rounds):
             for kib in args.slices:
                 shutil.rmtree(work / "root", ignore_errors=True)

@@ -72,7 +72,7 @@ class _Spec:
         self.defaults = {n: f.default for n, f in found.items() if f.default is not _MISSING}
         self.factories = {n: f.factory for n, f in found.items() if f.factory is not None}
         self.shown = tuple(n for n in names if n not in found or found[n].repr)
-        self.required = frozenset(n for n in names if n not in self.defaults | self.factories)
+        self.required = frozenset(names) - self.defaults.keys() - self.factories.keys()
 
 
 def _is_classvar(annotation: object) -> bool:
