@@ -26,7 +26,9 @@ from tests.services.moto import MotoServer, free_port, need_moto
 pytestmark = pytest.mark.services
 
 # Writes 6 MiB (the first 5 MiB part goes up), raises a flag, waits for `go`, then
-# writes a little more and exits with the status given.
+# writes a little more and exits with the status given. If palhm already gave up (the
+# endpoint died under the other object), that last write meets a closed pipe: the
+# writer then exits quietly, as `head` would, so palhm's stderr is palhm's own.
 SLOW_WRITER = (
     "import os, sys, time\n"
     "flag, go, status = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
@@ -34,7 +36,8 @@ SLOW_WRITER = (
     "for _ in range(6): os.write(1, data)\n"
     "open(flag, 'w').close()\n"
     "while not os.path.exists(go): time.sleep(0.02)\n"
-    "os.write(1, data[:1000])\n"
+    "try: os.write(1, data[:1000])\n"
+    "except BrokenPipeError: os._exit(141)\n"
     "sys.exit(status)\n"
 )
 
@@ -89,7 +92,9 @@ def test_endpoint_killed_mid_upload_then_restarted(tmp_path: Path) -> None:
             stop(process)
     assert process.returncode == 1, stderr
     line = error_line(stderr)
-    assert "task 'backup', object 'big'" in line
+    # 'small' runs beside 'big' (nb-workers 2); on a slow machine its last request
+    # (the stored-size check) may be the one that meets the dead endpoint first.
+    assert "task 'backup', object 'big'" in line or "task 'backup', object 'small'" in line
     assert f"s3://{bucket}/{root}/" in line and f"cannot connect to the endpoint {endpoint}" in line
     assert survivors(marker) == []
     with moto_on_port(port, tmp_path) as server:  # the same endpoint, state lost
