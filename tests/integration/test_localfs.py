@@ -167,7 +167,7 @@ def test_lock_error_names_the_holder(tmp_path: Path) -> None:
 def test_a_block_is_written_in_slices_and_arrives_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sink cuts the pump's 1 MiB blocks into WRITE_SLICE writes (a large write()
+    """The sink cuts blocks larger than WRITE_SLICE (block-size 1 MiB) into slices (a large write()
     costs more kernel CPU per byte here); every byte arrives, in order."""
     import palhm.backends.localfs as localfs
 

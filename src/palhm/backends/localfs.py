@@ -541,7 +541,8 @@ class LocalfsCopyWriter(CopyWriter):
 
 # The most one write() puts into the page cache. Measured on this project's Linux 6.x
 # VM (ext4): one 1 MiB write costs 2.5-3 times the kernel CPU of four 256 KiB ones
-# (bench/README.md, "Write size"); the pump still reads and hashes 1 MiB at a time.
+# (bench/README.md, "Write size"). The default `block-size` (128 KiB) is below it; a
+# larger one set in the config is written in slices.
 WRITE_SLICE: Final = 256 << 10
 
 
@@ -563,7 +564,7 @@ class LocalfsSink(ObjectSink):
         return self._fd
 
     def write(self, data: memoryview) -> None:
-        """Write `data` (the pump hands 1 MiB blocks) in slices of WRITE_SLICE bytes."""
+        """Write `data` (a block of `block-size`) in slices of WRITE_SLICE bytes."""
         fd = self._open_fd()
         try:
             while data:

@@ -72,7 +72,7 @@ from palhm.records import record, replace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE: Final = 1 << 20
+DEFAULT_BLOCK_SIZE: Final = 1 << 20  # aws-s3; localfs has `block-size` (128 KiB by default)
 POLL_INTERVAL: Final = 0.1  # s: longest the main thread waits before looking at signals
 LOCK_POLL: Final = 1.0  # s between two tries to take a held lock (lock-wait)
 RETRY_DELAY_MAX: Final = 3600.0  # s: an object's doubling retry delay stops growing here

@@ -161,7 +161,7 @@ def test_localfs_backend_param_is_snake_case_with_defaults_and_parsed_modes(tmp_
         "root": "/srv/b",
         "dmode": 0o750,
         "fmode": 0o600,
-        "block_size": 1 << 20,
+        "block_size": 128 << 10,
         "create_root": True,
         "require_mount": False,
     }
@@ -312,7 +312,7 @@ def test_effective_document_fills_defaults_and_is_json(tmp_path: Path) -> None:
         "root-size-limit": "Infinity",
         "dmode": "750",
         "fmode": "640",
-        "block-size": 1048576,
+        "block-size": 131072,
         "create-root": True,
         "require-mount": False,
     }
