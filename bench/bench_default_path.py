@@ -235,9 +235,9 @@ def run_rounds(contenders: list[Contender], rounds: int, repeat: int, work: Path
                 contender.runs.append(timed(contender.start(), work))
 
 
-def ratio_of(a: Contender, b: Contender) -> float:
-    """Median of the ratios a/b of the runs made in the same round."""
-    return statistics.median(x.wall / y.wall for x, y in zip(a.runs, b.runs, strict=True))
+def round_ratios(a: Contender, b: Contender) -> list[float]:
+    """The ratios a/b of the runs made in the same round, round by round."""
+    return [x.wall / y.wall for x, y in zip(a.runs, b.runs, strict=True)]
 
 
 def report(case: str, contenders: list[Contender]) -> list[str]:
@@ -261,13 +261,15 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             if reference is None:
                 continue
             name = "original" if reference is orig else reference.label
-            value = ratio_of(c, reference)
+            ratios = round_ratios(c, reference)
+            value = statistics.median(ratios)
             goal = GOALS.get(f"{c.label} / {name}")
             mark = ""
             if goal is not None:
                 mark = f"  (goal <= x{goal:.2f}: {'met' if value <= goal else 'MISSED'})"
             line = f"{c.label} / {name}: x{value:.3f}{mark}"
-            print("  ratio " + line)
+            spread = ", ".join(f"x{r:.2f}" for r in ratios)
+            print(f"  ratio {line}  (pair by pair: {spread})")
             lines.append(f"{case:<9} {line}")
     return lines
 
