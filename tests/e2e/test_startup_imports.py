@@ -36,6 +36,7 @@ NOT_NEEDED = (
     "xxhash",
     "importlib.resources",
     "boto3",
+    "shlex",  # quoting argvs for messages: only for an error or a debug line
 )
 
 
@@ -52,6 +53,20 @@ def test_a_small_backup_run_imports_nothing_it_does_not_use(tmp_path: Path) -> N
     assert status == 0, done.stderr
     unwanted = [m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_NEEDED)]
     assert unwanted == []
+
+
+def test_the_debug_level_still_shows_each_stage_quoted(tmp_path: Path) -> None:
+    """The stage line is formatted only when debug is on; with -vv it is there, quoted."""
+    config = backup_config(
+        tmp_path / "c.json", tmp_path / "root", [obj("a", inline("echo", "two words"))]
+    )
+    code = (
+        "from palhm.cli.main import main\n"
+        f"raise SystemExit(main(['-vv', '-f', {str(config)!r}, 'run', {TASK!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "running echo 'two words'" in done.stderr
 
 
 def test_only_the_named_command_s_parser_is_built() -> None:

@@ -334,7 +334,8 @@ class Supervisor:
         `stdin` and `stdout`). Raises CommandError / PipelineError naming the child
         when it cannot be started."""
         where = self.where(len(self._group.endings), cmd)
-        log.debug("%s: running %s", where, format_argv(cmd.argv))
+        if log.isEnabledFor(logging.DEBUG):  # quoting loads shlex: only when shown
+            log.debug("%s: running %s", where, format_argv(cmd.argv))
         tail = StderrTail(forward=self.verbosity >= cmd.vl_stderr)
         err_read, err_write = os.pipe()
         try:
