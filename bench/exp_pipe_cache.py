@@ -3,14 +3,16 @@ copy out of the pipe costs.
 
 One `palhm run` (in a child process, so palhm's own CPU is apart from the stages')
 of a `head -c SIZE /dev/zero | cat` object with the default checksum, for each
-setting `PIPE_KIB,BLOCK_KIB,SMALL_KIB,NAP_MS` (pipe size asked for, read buffer =
-hash and write unit, a wake-up that moved less than SMALL_KIB is followed by a nap of
-NAP_MS), alternating, --rounds times; --objects N runs N such objects with
+setting `PIPE_KIB,BLOCK_KIB,SMALL_KIB,NAP_MS[,WB_MIB]` (pipe size asked for, read
+buffer = hash and write unit, a wake-up that moved less than SMALL_KIB is followed by
+a nap of NAP_MS; the localfs sink starts the write-out of every WB_MIB, 0 for never),
+alternating, --rounds times; --objects N runs N such objects with
 nb-workers N. Prints wall, palhm's own user and sys CPU, the
 stages' CPU, and how many reads and wake-ups the pump made.
 
     .venv/bin/python bench/exp_pipe_cache.py --dir /var/tmp \\
-        --settings 1024,1024,256,0.5 64,64,0,0 [--mib 1024] [--rounds 3] [--objects 4]
+        --settings 1024,1024,256,0.5 64,64,0,0 [--mib 1024] [--rounds 3] [--objects 4] \\
+        [--checksum none]
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ CHILD = r"""
 import json, resource, sys, time
 import palhm.engine.pump as pump
 import palhm.engine.spawn as spawn
-pipe_kib, block_kib, small_kib, nap_ms, config = sys.argv[1:6]
+*setting, config = sys.argv[1:]
+pipe_kib, block_kib, small_kib, nap_ms = setting[:4]
+if len(setting) > 4:  # early write-out step in MiB, 0: none (fsync writes all at the end)
+    import palhm.backends.localfs as localfs
+    localfs.WRITEBACK_STEP = (int(setting[4]) << 20) or (1 << 62)
 spawn.PIPE_SIZE = pump.PIPE_SIZE = int(pipe_kib) << 10
 doc = json.load(open(config))
 doc["tasks"][0]["backend-param"]["block-size"] = int(block_kib) << 10
@@ -66,18 +72,20 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--objects", type=int, default=1, help="MIB each, nb-workers OBJECTS")
+    parser.add_argument("--checksum", default="blake3", help="the task's checksum (none: splice)")
     parser.add_argument("--settings", nargs="+", default=["1024,1024,256,0.5", "64,64,0,0"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="palhm-exp-pipe-", dir=args.dir))
     seen: dict[str, list[dict[str, float]]] = {setting: [] for setting in args.settings}
     try:
         path = head_cat_config(work, args.mib)
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        task = doc["tasks"][0]
+        task["checksum"] = args.checksum
         if args.objects > 1:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            task = doc["tasks"][0]
             task["objects"] = [{**task["objects"][0], "path": f"o{n}"} for n in range(args.objects)]
             doc["nb-workers"] = args.objects
-            path.write_text(json.dumps(doc), encoding="utf-8")
+        path.write_text(json.dumps(doc), encoding="utf-8")
         for _ in range(args.rounds):
             for setting in args.settings:
                 shutil.rmtree(work / "root", ignore_errors=True)
@@ -87,7 +95,7 @@ def main() -> None:
                 got = json.loads(done.stdout)
                 seen[setting].append(got)
                 print(
-                    f"{setting:18} status {got['status']} wall {got['wall']:.2f} s  own user "
+                    f"{setting:20} status {got['status']} wall {got['wall']:.2f} s  own user "
                     f"{got['user']:.2f} s sys {got['sys']:.2f} s  stages {got['stages']:.2f} s"
                     f"  reads {got['reads']} wake-ups {got['wakes']}",
                     flush=True,
@@ -98,7 +106,7 @@ def main() -> None:
             wall = statistics.median(run["wall"] for run in runs)
             own = statistics.median(run["user"] + run["sys"] for run in runs)
             total = statistics.median(run["user"] + run["sys"] + run["stages"] for run in runs)
-            print(f"  {setting:18} {wall:6.2f} s {own:6.2f} s {total:6.2f} s")
+            print(f"  {setting:20} {wall:6.2f} s {own:6.2f} s {total:6.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

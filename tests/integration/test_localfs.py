@@ -190,3 +190,91 @@ def test_a_block_is_written_in_slices_and_arrives_whole(
     staged = next((tmp_path / "root").iterdir()) / "o"
     assert staged.read_bytes() == block
     copy.rollback()
+
+
+@pytest.mark.parametrize("checksum", [True, False], ids=["hashed-write", "splice"])
+def test_the_write_out_of_each_step_starts_while_the_object_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checksum: bool
+) -> None:
+    """Every WRITEBACK_STEP bytes, through write() or splice, the sink asks the kernel to
+    start writing them out (the real call, recorded): the ranges follow each other from
+    offset 0, none is asked twice, and every byte arrives."""
+    import hashlib
+    import threading
+
+    import palhm.backends.localfs as localfs
+    from palhm.engine.pump import Pump
+    from palhm.engine.spawn import data_pipe
+
+    asked: list[tuple[int, int, bool]] = []
+    real = localfs.fsutil.start_writeback
+
+    def recording(fd: int, offset: int, length: int) -> bool:
+        started = real(fd, offset, length)
+        asked.append((offset, length, started))
+        return started
+
+    monkeypatch.setattr(localfs.fsutil, "start_writeback", recording)
+    backend = LocalfsBackend({"root": str(tmp_path / "root")}, task_id="t")
+    copy = backend.begin_copy(PREFIX, building_manifest=b"{}")
+    sink = copy.open_object("o", alloc_size=None)
+    data = os.urandom(3 * localfs.WRITEBACK_STEP + 12345)
+    read_end, write_end = data_pipe()
+    pump = Pump(read_end, sink, hashlib.sha256() if checksum else None, 128 << 10, None, "c")
+    assert (pump.splice_to is None) is checksum
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    os.set_blocking(read_end, False)
+    while not pump.eof and pump.error is None:
+        if pump.on_readable() == 0:
+            threading.Event().wait(0.001)
+    pump.flush()
+    feeder.join()
+    pump.close()
+    assert pump.error is None and sink.close() == len(data)
+    offsets = [offset for offset, _, _ in asked]
+    ends = [offset + length for offset, length, _ in asked]
+    assert len(asked) == 3 and offsets == [0, *ends[:-1]]  # contiguous, never twice
+    assert all(length >= localfs.WRITEBACK_STEP for _, length, _ in asked)
+    assert all(started for _, _, started in asked)  # ext4/tmpfs here accept the hint
+    staged = next((tmp_path / "root").iterdir()) / "o"
+    assert staged.read_bytes() == data
+    copy.rollback()
+
+
+def test_a_refused_write_out_hint_is_not_asked_again_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel refuses sync_file_range (the real call on a pipe: ESPIPE), the
+    sink stops asking after the first refusal and the writes go on unharmed."""
+    import palhm.backends.localfs as localfs
+
+    read_end, write_end = os.pipe()
+    try:
+        assert localfs.fsutil.start_writeback(write_end, 0, 1) is False  # the real refusal
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    asked: list[int] = []
+
+    def refusing(fd: int, offset: int, length: int) -> bool:
+        asked.append(offset)
+        return False
+
+    monkeypatch.setattr(localfs.fsutil, "start_writeback", refusing)
+    backend = LocalfsBackend({"root": str(tmp_path / "root")}, task_id="t")
+    copy = backend.begin_copy(PREFIX, building_manifest=b"{}")
+    sink = copy.open_object("o", alloc_size=None)
+    block = os.urandom(1 << 20)
+    for _ in range(3 * localfs.WRITEBACK_STEP // len(block)):
+        sink.write(memoryview(block))
+    assert sink.close() == 3 * localfs.WRITEBACK_STEP
+    assert asked == [0]
+    staged = next((tmp_path / "root").iterdir()) / "o"
+    assert staged.stat().st_size == 3 * localfs.WRITEBACK_STEP
+    copy.rollback()

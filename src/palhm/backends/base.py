@@ -126,6 +126,9 @@ class ObjectSink(ABC):
         in order, at the current offset), or None: then write() is used."""
         return None
 
+    def spliced(self, count: int) -> None:  # noqa: B027 (optional: most sinks need nothing)
+        """palhm spliced `count` more bytes into splice_fd() (nothing to do by default)."""
+
     @abstractmethod
     def write(self, data: memoryview) -> None:
         """Store the next chunk. Raises BackendError (ENOSPC, S3 error ...)."""

@@ -544,6 +544,11 @@ class LocalfsCopyWriter(CopyWriter):
 # (bench/README.md, "Write size"). The default `block-size` (128 KiB) is below it; a
 # larger one set in the config is written in slices.
 WRITE_SLICE: Final = 256 << 10
+# Every WRITEBACK_STEP bytes stored, the sink starts their write-out to the disk
+# (fsutil.start_writeback) instead of leaving it all to the fsync at the end: the
+# disk then works while the stages run. 4 x 512 MiB in parallel: x0.80-0.86 of the
+# wall time without it, with 2, 8 or 32 MiB steps (bench/README.md, "Early write-out").
+WRITEBACK_STEP: Final = 8 << 20
 
 
 class LocalfsSink(ObjectSink):
@@ -554,9 +559,23 @@ class LocalfsSink(ObjectSink):
         self._fd: int | None = fd
         self._path = path
         self._preallocated = preallocated
+        self._stored = 0  # bytes in the file (palhm writes it from offset 0, in order)
+        self._started = 0  # bytes whose write-out to the disk was started
+        self._writeback = True  # False once the kernel refused the hint
 
     def splice_fd(self) -> int:
         return self._open_fd()
+
+    def spliced(self, count: int) -> None:
+        self._advance(self._open_fd(), count)
+
+    def _advance(self, fd: int, count: int) -> None:
+        """`count` more bytes are in the file: start the write-out of each full step."""
+        self._stored += count
+        pending = self._stored - self._started
+        if pending >= WRITEBACK_STEP and self._writeback:
+            self._writeback = fsutil.start_writeback(fd, self._started, pending)
+            self._started = self._stored
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -566,12 +585,14 @@ class LocalfsSink(ObjectSink):
     def write(self, data: memoryview) -> None:
         """Write `data` (a block of `block-size`) in slices of WRITE_SLICE bytes."""
         fd = self._open_fd()
+        count = len(data)
         try:
             while data:
                 written = os.write(fd, data[:WRITE_SLICE])
                 data = data[written:]
         except OSError as error:
             raise BackendError(f"cannot write {self._path}: {error.strerror}") from None
+        self._advance(fd, count)
 
     def close(self) -> int:
         """Drop the unused preallocation, fsync, close; the file's size.

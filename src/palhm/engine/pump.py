@@ -150,6 +150,7 @@ class Pump:
             self.view = memoryview(bytearray(self.block_size))
             return self._read()
         if count:
+            self.sink.spliced(count)
             self._stored(count)
         return count
 
