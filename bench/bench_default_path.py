@@ -226,13 +226,21 @@ class Bench:
 
 
 def run_rounds(contenders: list[Contender], rounds: int, repeat: int, work: Path) -> None:
-    """Alternate: every round runs each contender once (rotating who goes first)."""
+    """Alternate: every round runs each contender once (rotating who goes first).
+
+    Before each run, every contender's output is removed (and synced), not only the
+    next one's: otherwise the other contenders' 2 GiB files of the round stay in the
+    page cache, and whoever runs later in a round allocates its pages against several
+    GiB of cache to reclaim (the same code measured x2 apart by its place in a round)."""
     for number in range(rounds):
         order = contenders[number % len(contenders) :] + contenders[: number % len(contenders)]
         for contender in order:
             for _ in range(repeat):
-                contender.reset()
+                for each in contenders:
+                    each.reset()
                 contender.runs.append(timed(contender.start(), work))
+    for each in contenders:  # nor may this case's files weigh on the next case
+        each.reset()
 
 
 def round_ratios(a: Contender, b: Contender) -> list[float]:
