@@ -116,3 +116,32 @@ def head_cat_config(work: Path, mib: int) -> Path:
     path = work / "c.json"
     path.write_text(json.dumps({"tasks": [task]}), encoding="utf-8")
     return path
+
+
+# The end of an in-process experiment's child program (exp_pump_tuning, exp_pipe_cache):
+# the program before it imports `pump` (palhm.engine.pump), sets its knobs and names
+# the config in `config`; this counts the pump's reads and wake-ups, runs task `b`
+# and prints one JSON line: status, wall, own user and sys CPU, the stages' CPU, reads
+# and wake-ups.
+PUMP_CHILD_RUN = r"""
+import json, resource, time
+calls = {"reads": 0, "wakes": 0}
+read, wake = pump.Pump._read, pump.Pump.on_readable
+def counted_read(self):
+    calls["reads"] += 1
+    return read(self)
+def counted_wake(self):
+    calls["wakes"] += 1
+    return wake(self)
+pump.Pump._read, pump.Pump.on_readable = counted_read, counted_wake
+from palhm.cli.main import main
+before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+status = main(["-q", "-f", config, "run", "b"])
+after = resource.getrusage(resource.RUSAGE_SELF)
+kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"status": status, "wall": time.perf_counter() - start,
+    "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
+    "stages": kids_after.ru_utime + kids_after.ru_stime - kids.ru_utime - kids.ru_stime,
+    **calls}))
+"""

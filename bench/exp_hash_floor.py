@@ -5,8 +5,9 @@ then `sync`) computes no checksum; palhm must hash every byte. This script measu
 the checksum's own speed (one thread, block-size chunks from one buffer: no I/O at
 all) and the shell reference, alternating, and prints the floor: the shell's wall
 time plus the hash's CPU spread over the cores (when the stages already keep every
-core busy, as 4 pipelines on 2 cores do, the hash's CPU is wall time). A data path
-that moved bytes for free would still be at that ratio.
+core busy, as 4 pipelines on 2 cores do, the hash's CPU is wall time). An estimate:
+it assumes the hash cannot overlap the shell's final sync, which palhm's early
+write-out makes possible (bench/README.md, "Early write-out").
 
     .venv/bin/python bench/exp_hash_floor.py --dir /var/tmp [--mib 512] [--objects 4]
         [--rounds 3] [--block-kib 128]

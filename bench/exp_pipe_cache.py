@@ -27,10 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import head_cat_config
+from _common import PUMP_CHILD_RUN, head_cat_config
 
-CHILD = r"""
-import json, resource, sys, time
+CHILD = (
+    r"""
+import json, sys
 import palhm.engine.pump as pump
 import palhm.engine.spawn as spawn
 *setting, config = sys.argv[1:]
@@ -44,26 +45,9 @@ doc["tasks"][0]["backend-param"]["block-size"] = int(block_kib) << 10
 config = config + "." + block_kib
 json.dump(doc, open(config, "w"))
 pump._SMALL_WAKEUP, pump._COALESCE_WAIT = int(small_kib) << 10, float(nap_ms) / 1000
-calls = {"reads": 0, "wakes": 0}
-read, wake = pump.Pump._read, pump.Pump.on_readable
-def counted_read(self):
-    calls["reads"] += 1
-    return read(self)
-def counted_wake(self):
-    calls["wakes"] += 1
-    return wake(self)
-pump.Pump._read, pump.Pump.on_readable = counted_read, counted_wake
-from palhm.cli.main import main
-before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-status = main(["-q", "-f", config, "run", "b"])
-after = resource.getrusage(resource.RUSAGE_SELF)
-kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"status": status, "wall": time.perf_counter() - start,
-    "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
-    "stages": kids_after.ru_utime + kids_after.ru_stime - kids.ru_utime - kids.ru_stime,
-    **calls}))
 """
+    + PUMP_CHILD_RUN
+)
 
 
 def main() -> None:

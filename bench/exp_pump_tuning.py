@@ -22,31 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import head_cat_config
+from _common import PUMP_CHILD_RUN, head_cat_config
 
-CHILD = r"""
-import json, resource, sys, time
+CHILD = (
+    r"""
+import sys
 import palhm.engine.pump as pump
 small, nap, burst, config = sys.argv[1:5]
 pump._SMALL_WAKEUP, pump._COALESCE_WAIT = int(small) << 10, float(nap) / 1000
 pump._BURST = int(burst)
-calls = {"reads": 0, "wakes": 0}
-read, wake = pump.Pump._read, pump.Pump.on_readable
-def counted_read(self):
-    calls["reads"] += 1
-    return read(self)
-def counted_wake(self):
-    calls["wakes"] += 1
-    return wake(self)
-pump.Pump._read, pump.Pump.on_readable = counted_read, counted_wake
-from palhm.cli.main import main
-before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-status = main(["-q", "-f", config, "run", "b"])
-after = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"status": status, "wall": time.perf_counter() - start,
-    "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
-    **calls}))
 """
+    + PUMP_CHILD_RUN
+)
 
 
 def main() -> None:
