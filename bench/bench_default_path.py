@@ -32,6 +32,15 @@ Run from the repository (on a real disk, not a tmpfs):
 
 palhm's modules are byte-compiled first (as `pip install` does) so that no run pays
 for compiling them; the tree is synced (untimed) before every run.
+
+Memory. This VM reports freed memory to its host (free page reporting), and the first
+touch of a page the host took back costs ~3 s per GiB instead of ~0.3 s: a 2 GiB run
+that lands on such pages takes twice as long whatever it runs, and which run lands on
+them depends on what ran before (bench/README.md, "Cold memory"). So before every
+run of a case that writes to the disk, the script writes as many bytes as the run
+will through the page cache into a scratch file and deletes it (untimed): every
+contender then starts on the same freshly freed pages. --no-warm-memory turns it off.
+Each line also gives the time the host stole from the VM during the runs (steal).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import mmap
 import os
 import shutil
 import statistics
@@ -54,6 +64,7 @@ from typing import Any
 GIB = 1 << 30
 MIB = 1 << 20
 CASES = ("stream", "parallel", "null", "tiny")
+WRITES_DISK = ("stream", "parallel")  # the cases whose runs write SIZE to the disk
 ECHO_REPEAT = 5  # tiny runs per round: each is short
 
 
@@ -63,6 +74,8 @@ class Run:
     cpu: float  # user + sys of the process and everything it waited for
     maxrss_mib: float  # peak RSS of the palhm process alone (of the shell: its children)
     own_cpu: float | None = None  # palhm's own user + sys, its stages excluded
+    steal: float = 0.0  # s of CPU the host took from this VM during the run
+    reported: float = 0.0  # MiB of free memory handed back to the host during the run
 
 
 SELF = Path(__file__).with_name("_self_cpu.py")
@@ -76,18 +89,56 @@ class Contender:
     runs: list[Run] = field(default_factory=list)
 
 
+def stolen() -> float:
+    """Seconds of CPU the host has taken from this VM since boot (all CPUs)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+REPORTED = Path("/sys/module/page_reporting/parameters/reported_kib")
+
+
+def reported_mib() -> float:
+    """MiB of free memory this VM has handed back to its host since boot (0 when the
+    kernel does not say)."""
+    try:
+        return int(REPORTED.read_text()) / 1024
+    except (OSError, ValueError):
+        return 0.0
+
+
+def warm_memory(work: Path, size: int) -> None:
+    """Write `size` bytes through the page cache into a scratch file, then delete it:
+    the run that follows gets these freshly freed pages, not ones the host took back."""
+    if size <= 0:
+        return
+    block = memoryview(mmap.mmap(-1, MIB))  # page-aligned, no copy per write
+    path = work / "warm-memory"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(size // MIB):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
 def timed(argv: list[str], work: Path) -> Run:
     own = work / "self.json"
     own.unlink(missing_ok=True)
     env = {**os.environ, "PALHM_BENCH_SELF": str(own)}
+    steal, reported = stolen(), reported_mib()
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
+    steal, reported = stolen() - steal, reported_mib() - reported
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(argv)}")
     run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    run.steal, run.reported = steal, reported
     if own.exists():
         report = json.loads(own.read_text())
         run.own_cpu, run.maxrss_mib = report["cpu"], report["maxrss_kib"] / 1024
@@ -225,19 +276,23 @@ class Bench:
         return found + ([orig] if orig else [])
 
 
-def run_rounds(contenders: list[Contender], rounds: int, repeat: int, work: Path) -> None:
+def run_rounds(
+    contenders: list[Contender], rounds: int, repeat: int, work: Path, warm: int
+) -> None:
     """Alternate: every round runs each contender once (rotating who goes first).
 
     Before each run, every contender's output is removed (and synced), not only the
     next one's: otherwise the other contenders' 2 GiB files of the round stay in the
     page cache, and whoever runs later in a round allocates its pages against several
-    GiB of cache to reclaim (the same code measured x2 apart by its place in a round)."""
+    GiB of cache to reclaim (the same code measured x2 apart by its place in a round).
+    Then `warm` bytes go through the page cache (warm_memory), untimed."""
     for number in range(rounds):
         order = contenders[number % len(contenders) :] + contenders[: number % len(contenders)]
         for contender in order:
             for _ in range(repeat):
                 for each in contenders:
                     each.reset()
+                warm_memory(work, warm)
                 contender.runs.append(timed(contender.start(), work))
     for each in contenders:  # nor may this case's files weigh on the next case
         each.reset()
@@ -258,6 +313,19 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             f" (min {min(walls):.3f})  cpu median {statistics.median(r.cpu for r in c.runs):7.3f}"
             + (f" s (own {statistics.median(own):6.3f} s)" if own else " s")
             + f"  peak RSS {max(r.maxrss_mib for r in c.runs):6.1f} MiB"
+            + f"  steal {statistics.median(r.steal for r in c.runs):.2f} s"
+            + f" (max {max(r.steal for r in c.runs):.2f})"
+        )
+        print(
+            "  "
+            + " " * 28
+            + " per run: wall "
+            + ", ".join(f"{r.wall:.2f}" for r in c.runs)
+            + " s; cpu "
+            + ", ".join(f"{r.cpu:.2f}" for r in c.runs)
+            + " s; memory handed back meanwhile "
+            + ", ".join(f"{r.reported:.0f}" for r in c.runs)
+            + " MiB"
         )
     orig = next((c for c in contenders if c.label.startswith("original")), None)
     shell = contenders[0] if contenders[0].label.startswith("shell") else None
@@ -300,6 +368,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 2 GiB")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--orig-python", help="python of a venv with palhm==0.0.3 installed")
+    parser.add_argument(
+        "--no-warm-memory",
+        dest="warm_memory",
+        action="store_false",
+        help="do not pass the run's size through the page cache before each run",
+    )
     parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
     args = parser.parse_args()
     import palhm
@@ -313,7 +387,9 @@ def main() -> None:
     try:
         for case in args.cases.split(","):
             contenders = getattr(bench, case)()
-            run_rounds(contenders, args.rounds, ECHO_REPEAT if case == "tiny" else 1, bench.work)
+            repeat = ECHO_REPEAT if case == "tiny" else 1
+            warm = bench.size if case in WRITES_DISK and args.warm_memory else 0
+            run_rounds(contenders, args.rounds, repeat, bench.work, warm)
             summary += report(case, contenders)
     finally:
         shutil.rmtree(bench.work, ignore_errors=True)
