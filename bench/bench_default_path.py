@@ -108,20 +108,30 @@ def reported_mib() -> float:
         return 0.0
 
 
-def warm_memory(work: Path, size: int) -> None:
-    """Write `size` bytes through the page cache into a scratch file, then delete it:
-    the run that follows gets these freshly freed pages, not ones the host took back."""
-    if size <= 0:
-        return
+def fill(path: Path, size: int) -> float:
+    """Write `size` bytes (whole MiB) into `path` through the page cache, no fsync;
+    the system CPU seconds it took."""
     block = memoryview(mmap.mmap(-1, MIB))  # page-aligned, no copy per write
-    path = work / "warm-memory"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    before = os.times().system
     try:
         for _ in range(size // MIB):
             os.write(fd, block)
     finally:
         os.close(fd)
-        path.unlink()
+    return os.times().system - before
+
+
+def warm_memory(work: Path, size: int) -> None:
+    """Write `size` bytes through the page cache into a scratch file, then delete it:
+    the run that follows gets these freshly freed pages, not ones the host took back."""
+    if size <= 0:
+        return
+    path = work / "warm-memory"
+    try:
+        fill(path, size)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def timed(argv: list[str], work: Path) -> Run:
@@ -137,8 +147,8 @@ def timed(argv: list[str], work: Path) -> Run:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(argv)}")
-    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-    run.steal, run.reported = steal, reported
+    cpu = usage.ru_utime + usage.ru_stime
+    run = Run(wall, cpu, usage.ru_maxrss / 1024, steal=steal, reported=reported)
     if own.exists():
         report = json.loads(own.read_text())
         run.own_cpu, run.maxrss_mib = report["cpu"], report["maxrss_kib"] / 1024

@@ -22,51 +22,29 @@ of the kernel when it has them (/sys/module/page_reporting/parameters).
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
 import statistics
 import time
 from pathlib import Path
 
-MIB = 1 << 20
-REPORTING = Path("/sys/module/page_reporting/parameters")
+from bench_default_path import MIB, REPORTED, fill, reported_mib
 
 
-def write_file(path: Path, mib: int) -> float:
-    """Write `mib` MiB into `path` through the page cache; system CPU seconds used."""
-    block = memoryview(mmap.mmap(-1, MIB))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    before = os.times().system
-    try:
-        for _ in range(mib):
-            os.write(fd, block)
-    finally:
-        os.close(fd)
-    return os.times().system - before
-
-
-def reported_kib() -> int | None:
-    try:
-        return int((REPORTING / "reported_kib").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def measure(state: str, work: Path, mib: int, idle: float) -> tuple[float, int | None]:
+def measure(state: str, work: Path, mib: int, idle: float) -> tuple[float, float | None]:
     scratch, kept, target = work / "scratch", work / "kept", work / "target"
-    write_file(scratch, mib)
+    fill(scratch, mib * MIB)
     if state == "fresh":
         scratch.rename(kept)  # its pages stay in use: the write must take others
     else:
         scratch.unlink()
     if state == "idle":
         time.sleep(idle)
-    before = reported_kib()
-    seconds = write_file(target, mib)
-    after = reported_kib()
+    before = reported_mib()
+    seconds = fill(target, mib * MIB)
+    after = reported_mib()
     target.unlink()
     kept.unlink(missing_ok=True)
-    reported = None if before is None or after is None else after - before
+    reported = after - before if REPORTED.exists() else None
     return seconds * 1024 / mib, reported
 
 
@@ -86,7 +64,7 @@ def main() -> None:
             for state in states[number % 3 :] + states[: number % 3]:
                 per_gib, reported = measure(state, work, args.mib, args.idle)
                 found[state].append(per_gib)
-                note = "" if reported is None else f", {reported // 1024} MiB reported meanwhile"
+                note = "" if reported is None else f", {reported:.0f} MiB reported meanwhile"
                 print(f"  round {number + 1} {state:<5} sys {per_gib:.2f} s/GiB{note}")
     finally:
         for leftover in work.iterdir():
@@ -96,8 +74,8 @@ def main() -> None:
     for state in states:
         value = statistics.median(found[state])
         print(f"{state:<5} median sys {value:.2f} s/GiB (x{value / warm:.1f} of warm)")
-    if REPORTING.is_dir():
-        print(f"free page reporting is on ({REPORTING})")
+    if REPORTED.exists():
+        print(f"free page reporting is on ({REPORTED.parent})")
 
 
 if __name__ == "__main__":
