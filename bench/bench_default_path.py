@@ -13,7 +13,12 @@ included, so the tiny run measures start-up and the others the data path. Cases:
   null      the stream object on the null backend (nothing kept)
   tiny      a two-object `echo` backup (start-up); goal x1.3 of the original
   original  with --orig-python: the original PALHM 0.0.3 runs the same configs
-            (stream, parallel, null, tiny); goal <= x0.85 of its wall time
+            (stream, parallel, null, tiny); goal <= x0.85 of its wall time. The
+            original never syncs its objects (`dd of=FILE`), so stream and parallel
+            also run it followed by `sync -f ROOT` ("original 0.0.3 + sync", the same
+            durability as palhm), and "disk alone": the same bytes written with
+            O_DIRECT, four in flight, and fsynced (_disk_alone.py), about the least
+            any tool must wait to have them on this disk
   rss       palhm's peak RSS (ru_maxrss of the palhm process alone), printed for
             every case: goal <= 64 MiB whatever the size
 
@@ -40,7 +45,9 @@ them depends on what ran before (bench/README.md, "Cold memory"). So before ever
 run of a case that writes to the disk, the script writes as many bytes as the run
 will through the page cache into a scratch file and deletes it (untimed): every
 contender then starts on the same freshly freed pages. --no-warm-memory turns it off.
-Each line also gives the time the host stole from the VM during the runs (steal).
+Each line also gives the time the host stole from the VM during the runs (steal), and
+the time the disk under --dir had I/O in flight (disk busy, io_ticks): a run whose
+disk was busy for most of its wall time waits on the disk, not on the CPU.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import compileall
 import json
 import mmap
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -76,9 +84,14 @@ class Run:
     own_cpu: float | None = None  # palhm's own user + sys, its stages excluded
     steal: float = 0.0  # s of CPU the host took from this VM during the run
     reported: float = 0.0  # MiB of free memory handed back to the host during the run
+    disk_busy: float = 0.0  # s the disk under --dir had I/O in flight during the run
 
 
 SELF = Path(__file__).with_name("_self_cpu.py")
+DISK_ALONE = Path(__file__).with_name("_disk_alone.py")
+ORIG = "original 0.0.3"
+ORIG_SYNCED = "original 0.0.3 + sync"
+DISK = "disk alone, O_DIRECT+fsync"
 
 
 @dataclass
@@ -105,6 +118,17 @@ def reported_mib() -> float:
     try:
         return int(REPORTED.read_text()) / 1024
     except (OSError, ValueError):
+        return 0.0
+
+
+def disk_busy(work: Path) -> float:
+    """Seconds the block device holding `work` has had I/O in flight since boot
+    (io_ticks of /sys/dev/block/MAJ:MIN/stat; 0 when the kernel does not say)."""
+    device = os.stat(work).st_dev
+    try:
+        stat = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/stat").read_text()
+        return int(stat.split()[9]) / 1000
+    except (OSError, ValueError, IndexError):
         return 0.0
 
 
@@ -138,17 +162,18 @@ def timed(argv: list[str], work: Path) -> Run:
     own = work / "self.json"
     own.unlink(missing_ok=True)
     env = {**os.environ, "PALHM_BENCH_SELF": str(own)}
-    steal, reported = stolen(), reported_mib()
+    steal, reported, busy = stolen(), reported_mib(), disk_busy(work)
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     steal, reported = stolen() - steal, reported_mib() - reported
+    busy = disk_busy(work) - busy
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(argv)}")
     cpu = usage.ru_utime + usage.ru_stime
-    run = Run(wall, cpu, usage.ru_maxrss / 1024, steal=steal, reported=reported)
+    run = Run(wall, cpu, usage.ru_maxrss / 1024, steal=steal, reported=reported, disk_busy=busy)
     if own.exists():
         report = json.loads(own.read_text())
         run.own_cpu, run.maxrss_mib = report["cpu"], report["maxrss_kib"] / 1024
@@ -215,11 +240,26 @@ class Bench:
     def contender_orig(self, cfg: Path, root: Path | None) -> Contender | None:
         if self.orig is None:
             return None
-        reset = empty(root) if root is not None else os.sync
-        return Contender("original 0.0.3", lambda: [*self.orig, str(cfg), "run", "b"], reset)  # type: ignore[list-item]
+        orig, reset = self.orig, empty(root) if root is not None else os.sync
+        return Contender(ORIG, lambda: [*orig, str(cfg), "run", "b"], reset)
+
+    def contender_orig_synced(self, cfg: Path, root: Path) -> Contender | None:
+        """The original, then `sync -f` of its root: the same durability palhm gives
+        (the original leaves its objects in the page cache, unsynced)."""
+        if self.orig is None:
+            return None
+        script = f'"$@" && sync -f {shlex.quote(str(root))}'
+        argv = ["sh", "-c", script, "sh", *self.orig, str(cfg), "run", "b"]
+        return Contender(ORIG_SYNCED, lambda: argv, empty(root))
 
     def shell(self, label: str, script: str, out: Path) -> Contender:
         return Contender(label, lambda: ["sh", "-c", script], empty(out))
+
+    def disk_alone(self, size: int, out: Path, names: list[str]) -> Contender:
+        """The same bytes written straight to the disk and fsynced (_disk_alone.py)."""
+        files = [str(out / name) for name in names]
+        argv = [sys.executable, str(DISK_ALONE), str(size), *files]
+        return Contender(DISK, lambda: argv, empty(out))
 
     # ------------------------------------------------------------------ cases
 
@@ -240,10 +280,13 @@ class Bench:
             )
             found.append(self.contender_palhm(f"palhm {checksum}", cfg, root))
         orig_root = self.path("stream-orig")
-        orig = self.contender_orig(
-            config(self.path("stream-orig.json"), orig_root, [("zeros", stages)]), orig_root
-        )
-        return found + ([orig] if orig else [])
+        orig_cfg = config(self.path("stream-orig.json"), orig_root, [("zeros", stages)])
+        extra = [
+            self.contender_orig(orig_cfg, orig_root),
+            self.contender_orig_synced(orig_cfg, orig_root),
+            self.disk_alone(size, self.path("disk-stream"), ["f"]),
+        ]
+        return found + [c for c in extra if c is not None]
 
     def parallel(self) -> list[Contender]:
         part = self.size // 4
@@ -257,10 +300,13 @@ class Bench:
         cfg = config(self.path("parallel.json"), root, objects, nb_workers=4)
         found.append(self.contender_palhm("palhm blake3 nb-workers 4", cfg, root))
         orig_root = self.path("parallel-orig")
-        orig = self.contender_orig(
-            config(self.path("parallel-orig.json"), orig_root, objects, nb_workers=4), orig_root
-        )
-        return found + ([orig] if orig else [])
+        orig_cfg = config(self.path("parallel-orig.json"), orig_root, objects, nb_workers=4)
+        extra = [
+            self.contender_orig(orig_cfg, orig_root),
+            self.contender_orig_synced(orig_cfg, orig_root),
+            self.disk_alone(part, self.path("disk-parallel"), [f"o{i}" for i in range(4)]),
+        ]
+        return found + [c for c in extra if c is not None]
 
     def null(self) -> list[Contender]:
         stages = [inline("head", "-c", str(self.size), "/dev/zero"), inline("cat")]
@@ -325,6 +371,7 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             + f"  peak RSS {max(r.maxrss_mib for r in c.runs):6.1f} MiB"
             + f"  steal {statistics.median(r.steal for r in c.runs):.2f} s"
             + f" (max {max(r.steal for r in c.runs):.2f})"
+            + f"  disk busy {statistics.median(r.disk_busy for r in c.runs):.2f} s"
         )
         print(
             "  "
@@ -333,18 +380,22 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             + ", ".join(f"{r.wall:.2f}" for r in c.runs)
             + " s; cpu "
             + ", ".join(f"{r.cpu:.2f}" for r in c.runs)
+            + " s; disk busy "
+            + ", ".join(f"{r.disk_busy:.2f}" for r in c.runs)
             + " s; memory handed back meanwhile "
             + ", ".join(f"{r.reported:.0f}" for r in c.runs)
             + " MiB"
         )
-    orig = next((c for c in contenders if c.label.startswith("original")), None)
+    by_label = {c.label: c for c in contenders}
+    orig, disk = by_label.get(ORIG), by_label.get(DISK)
     shell = contenders[0] if contenders[0].label.startswith("shell") else None
+    references = [shell, orig, by_label.get(ORIG_SYNCED), disk]
     lines = []
     for c in contenders:
-        if not c.label.startswith("palhm"):
+        if not c.label.startswith("palhm") and not (c.label == ORIG and disk is not None):
             continue
-        for reference in (shell, orig):
-            if reference is None:
+        for reference in references:
+            if reference is None or reference is c or (c is orig and reference is not disk):
                 continue
             name = "original" if reference is orig else reference.label
             ratios = round_ratios(c, reference)
@@ -357,6 +408,15 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             spread = ", ".join(f"x{r:.2f}" for r in ratios)
             print(f"  ratio {line}  (pair by pair: {spread})")
             lines.append(f"{case:<9} {line}")
+    if orig is not None and disk is not None:
+        goal = GOALS["palhm blake3 / original"] * statistics.median(r.wall for r in orig.runs)
+        floor = statistics.median(r.wall for r in disk.runs)
+        line = (
+            f"x0.85 of the original is {goal:.3f} s; the disk alone took {floor:.3f} s"
+            f" to keep the same bytes (x{goal / floor:.3f})"
+        )
+        print(f"  {line}")
+        lines.append(f"{case:<9} {line}")
     return lines
 
 
