@@ -137,6 +137,22 @@ def palhm_config(data: Path, directory: Path, checksum: str, request_checksums: 
     return path
 
 
+@contextmanager
+def s3_lab(size_mib: int, parent: str) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    """A scratch directory under `parent` holding SIZE MiB of random bytes (data.bin),
+    a private moto server with the bucket made, and the environment to reach it."""
+    with tempfile.TemporaryDirectory(prefix="palhm-bench-s3-", dir=parent) as tmp:
+        directory = Path(tmp)
+        data = directory / "data.bin"
+        with open(data, "wb") as out:
+            for _ in range(size_mib):
+                out.write(os.urandom(1 << 20))
+        with moto_server(directory) as endpoint:
+            env = client_env(endpoint, directory)
+            timed([str(VENV_BIN / "aws"), "s3", "mb", f"s3://{BUCKET}"], env=env)
+            yield directory, data, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -146,27 +162,19 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("cat") is None or not (VENV_BIN / "aws").exists():
         raise SystemExit("needs cat and the aws CLI in the venv")
-    with tempfile.TemporaryDirectory(prefix="palhm-bench-s3-") as tmp:
-        directory = Path(tmp)
-        data = directory / "data.bin"
-        with open(data, "wb") as out:
-            for _ in range(args.size_mib):
-                out.write(os.urandom(1 << 20))
-        with moto_server(directory) as endpoint:
-            env = client_env(endpoint, directory)
-            timed([str(VENV_BIN / "aws"), "s3", "mb", f"s3://{BUCKET}"], env=env)
-            config = palhm_config(data, directory, args.checksum, args.request_checksums)
-            palhm = [str(VENV_BIN / "palhm"), "-f", str(config), "run", "bench"]
-            results: dict[str, list[Run]] = {"aws": [], "palhm": []}
-            for number in range(args.runs):
-                for name in ("aws", "palhm"):
-                    run = run_aws(data, env) if name == "aws" else timed(palhm, env=env)
-                    results[name].append(run)
-                    rate = args.size_mib / run.seconds
-                    print(
-                        f"run {number + 1} {name:5}: {run.seconds:6.2f} s {rate:6.1f} MiB/s"
-                        f"  CPU {run.cpu_seconds:6.2f} s  peak RSS {run.peak_rss_mib:6.1f} MiB"
-                    )
+    with s3_lab(args.size_mib, tempfile.gettempdir()) as (directory, data, env):
+        config = palhm_config(data, directory, args.checksum, args.request_checksums)
+        palhm = [str(VENV_BIN / "palhm"), "-f", str(config), "run", "bench"]
+        results: dict[str, list[Run]] = {"aws": [], "palhm": []}
+        for number in range(args.runs):
+            for name in ("aws", "palhm"):
+                run = run_aws(data, env) if name == "aws" else timed(palhm, env=env)
+                results[name].append(run)
+                rate = args.size_mib / run.seconds
+                print(
+                    f"run {number + 1} {name:5}: {run.seconds:6.2f} s {rate:6.1f} MiB/s"
+                    f"  CPU {run.cpu_seconds:6.2f} s  peak RSS {run.peak_rss_mib:6.1f} MiB"
+                )
     report(results, args.size_mib, f"{args.checksum}, request-checksums {args.request_checksums}")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,7 +17,10 @@ from palhm.backends.base import MANIFEST_NAME, ObjectSink
 from palhm.backends.s3 import backend as s3
 from palhm.backends.s3 import transition as s3_transition
 from palhm.backends.s3.backend import S3Backend
-from palhm.backends.s3.upload import PartSchedule, S3Limits
+from palhm.backends.s3.upload import PartSchedule, S3Limits, S3ObjectSink
+from palhm.engine.checksum import digest_bytes, new_hasher
+from palhm.engine.pump import Pump
+from palhm.engine.spawn import data_pipe
 from palhm.errors import BackendError, CollisionError, LockedError
 from palhm.manifest import Manifest, building_manifest, encode_manifest
 from tests.services.moto import MotoServer
@@ -110,6 +115,49 @@ def test_empty_object_is_stored_empty(backend: S3Backend, s3_bucket: str, s3_cli
     writer = backend.begin_copy(NEW, building_manifest=BUILDING)
     assert writer.open_object("empty", alloc_size=None).close() == 0
     assert body(s3_client, s3_bucket, f"palhm/root/{NEW}/empty") == b""
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 1025, 150_000])
+def test_the_pump_reads_straight_into_the_parts_and_stores_exactly_the_stream(
+    s3_backend_factory: Factory,
+    s3_bucket: str,
+    s3_client: Any,
+    small_parts: S3Limits,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    """The real pump, a real pipe, moto: every byte is read into a part buffer (write()
+    is never called, so no second copy), hashed there, and stored as streamed."""
+
+    def no_write(self: ObjectSink, data: memoryview) -> None:
+        raise AssertionError("write() called: the bytes were copied once more")
+
+    monkeypatch.setattr(S3ObjectSink, "write", no_write)
+    backend = s3_backend_factory("t1", part_size=1024)
+    writer = backend.begin_copy(NEW, building_manifest=BUILDING)
+    sink = writer.open_object("o", alloc_size=None)
+    data = os.urandom(size)
+    read_end, write_end = data_pipe()
+    pump = Pump(read_end, sink, new_hasher("blake3"), 4096, None, "c")
+    assert pump.direct and pump.splice_to is None
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            for start in range(0, size, 3001):
+                pipe.write(data[start : start + 3001])
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    while not pump.eof and pump.error is None:
+        select.select([pump.fd], [], [], 1)
+        pump.on_readable()
+    feeder.join()
+    pump.close()
+    assert pump.error is None
+    assert sink.close() == size == pump.size
+    assert pump.hasher is not None and pump.hasher.hexdigest() == digest_bytes("blake3", data)
+    assert body(s3_client, s3_bucket, f"palhm/root/{NEW}/o") == data
+    assert uploads(s3_client, s3_bucket) == []
 
 
 def test_long_stream_is_a_multipart_upload_with_growing_parts(

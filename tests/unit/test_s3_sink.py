@@ -5,6 +5,7 @@ per copy stay bounded, and a failed part surfaces in the writer's thread."""
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from typing import Any
@@ -113,3 +114,93 @@ def test_failed_part_is_raised_in_the_writer_thread_and_the_upload_aborted() -> 
     object_sink.abort()  # what the pipeline runner does on a sink error
     assert client.aborted
     assert client.in_flight == 0  # abort waited for the parts under way
+
+
+class RecordingS3(SlowS3):
+    """Keeps a copy of every part as the request saw it, and which buffer carried it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: dict[int, bytes] = {}
+        self.buffers: list[bytearray] = []  # kept alive: an id() is never reused
+
+    def upload_part(self, *, Body: bytearray, PartNumber: int, **rest: Any) -> dict[str, str]:  # noqa: N803
+        self.parts[PartNumber] = bytes(Body)
+        self.buffers.append(Body)
+        return super().upload_part(Body=Body, PartNumber=PartNumber, **rest)
+
+    def put_object(self, *, Body: bytearray, Key: str, **_: Any) -> None:  # noqa: N803
+        self.parts[1] = bytes(Body)
+        self.stored[Key] = len(Body)
+
+
+def read_into(object_sink: S3ObjectSink, data: bytes, chunk: int) -> None:
+    """What the pump does for a sink that reads_into: fill the view, release, took()."""
+    for start in range(0, len(data), chunk):
+        piece = data[start : start + chunk]
+        while piece:
+            with object_sink.read_buffer(len(piece)) as view:
+                count = len(view)
+                assert 1 <= count <= len(piece)
+                view[:] = piece[:count]
+            object_sink.took(count)
+            piece = piece[count:]
+
+
+@pytest.mark.parametrize("size", [1, PART - 1, PART, PART + 1, 37 * PART + 301])
+def test_bytes_read_into_the_parts_are_uploaded_exactly(size: int) -> None:
+    client = RecordingS3()
+    object_sink = sink(client)
+    data = os.urandom(size)
+    read_into(object_sink, data, 300)  # 300 does not divide a part: views end at part ends
+    assert object_sink.close() == size
+    assert b"".join(client.parts[n] for n in sorted(client.parts)) == data
+    assert object_sink.part_sizes == [len(client.parts[n]) for n in sorted(client.parts)]
+
+
+def test_part_buffers_are_reused_once_their_upload_ended() -> None:
+    client = RecordingS3()
+    object_sink = sink(client)
+    data = os.urandom(40 * PART)
+    read_into(object_sink, data, PART)
+    object_sink.close()
+    # at most the parts in flight, plus the one being filled, ever had a buffer
+    assert len({id(buffer) for buffer in client.buffers}) <= in_flight_parts(PART) + 2 < 40
+    assert b"".join(client.parts[n] for n in sorted(client.parts)) == data  # none overwritten
+
+
+def test_write_and_read_into_may_share_a_part() -> None:
+    client = RecordingS3()
+    object_sink = sink(client)
+    data = os.urandom(3 * PART + 10)
+    object_sink.write(memoryview(data[:100]))
+    read_into(object_sink, data[100:2000], 512)
+    object_sink.write(memoryview(data[2000:]))
+    assert object_sink.close() == len(data)
+    assert b"".join(client.parts[n] for n in sorted(client.parts)) == data
+
+
+def test_spare_part_buffers_stay_within_the_budget() -> None:
+    budget = UploadBudget(limit=2 * PART)
+    given = [bytearray(PART) for _ in range(3)]
+    for buffer in given:
+        budget.give_back(buffer)
+    taken = [budget.part_buffer(PART) for _ in range(3)]
+    reused = [b for b in taken if any(b is g for g in given)]
+    assert len(reused) == 2  # the third was over the limit, so a new one
+    assert len(budget.part_buffer(2 * PART)) == 2 * PART  # sizes are never mixed
+
+
+def test_objects_of_a_copy_start_on_the_buffer_the_last_one_gave_back() -> None:
+    client = RecordingS3()
+    budget = UploadBudget(limit=8 * PART)
+    for number in range(20):
+        object_sink = sink(client, budget)
+        data = os.urandom(100 + number)
+        if number % 2:
+            read_into(object_sink, data, 64)
+        else:
+            object_sink.write(memoryview(data))
+        assert object_sink.close() == len(data)
+        assert client.parts[1] == data  # its own bytes, not the buffer's leftovers
+        assert budget.spare_bytes == PART  # one buffer, handed from object to object

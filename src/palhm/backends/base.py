@@ -109,17 +109,22 @@ class ObjectSink(ABC):
     into the sink and counts them, so the stages never hold the object itself (a
     stage reopening /dev/stdout reopens the pipe, and a process a stage left behind
     can never write into a committed object). `write()` is the one path every sink
-    supports (a sink that wraps others uses only it). Two optional capabilities let
+    supports (a sink that wraps others uses only it). Three optional capabilities let
     palhm skip work where a sink allows it:
 
     - `splice_fd()`: a file descriptor, open for writing at the object's end, that
       palhm may splice(2) the pipe into without a checksum (no byte copied into
       Python); it is never given to a stage;
+    - `reads_into`: the sink keeps the bytes in memory of its own (aws-s3 parts):
+      palhm reads the pipe straight into `read_buffer()`, hashes the bytes there and
+      hands them over with `took()`, instead of reading into a buffer of its own and
+      calling write(), which would copy every byte once more;
     - `discards`: the sink keeps nothing (null backend): the last stage writes to
       /dev/null directly, nothing is read or hashed, write() is never called.
     """
 
     discards: ClassVar[bool] = False
+    reads_into: ClassVar[bool] = False
 
     def splice_fd(self) -> int | None:
         """A file descriptor palhm may splice the data into (each byte exactly once,
@@ -128,6 +133,16 @@ class ObjectSink(ABC):
 
     def spliced(self, count: int) -> None:  # noqa: B027 (optional: most sinks need nothing)
         """palhm spliced `count` more bytes into splice_fd() (nothing to do by default)."""
+
+    def read_buffer(self, size: int) -> memoryview:
+        """With `reads_into`: a writable view of 1 to `size` bytes of the sink's own
+        memory, where the object's next bytes go. palhm fills its start, releases the
+        view, then calls took()."""
+        raise NotImplementedError
+
+    def took(self, count: int) -> None:  # noqa: B027 (only with reads_into)
+        """The first `count` bytes of the last read_buffer() view are the object's next
+        bytes. Raises BackendError as write() does."""
 
     @abstractmethod
     def write(self, data: memoryview) -> None:

@@ -51,6 +51,8 @@ class Pump:
 
     - sink offers splice_fd() and no checksum: splice(2) pipe -> object file, no
       byte copied into Python;
+    - sink `reads_into` (aws-s3): read straight into the sink's own memory (the part
+      being filled), hash it there, and hand it over with sink.took();
     - else: read into one reused buffer, hash it while it is hot in the cache, and
       hand it to sink.write() (the path every sink supports).
 
@@ -79,7 +81,10 @@ class Pump:
         self.progress = progress
         self.context = context
         self.splice_to = sink.splice_fd() if hasher is None else None
-        self.view = memoryview(bytearray(block_size)) if self.splice_to is None else None
+        self.direct = self.splice_to is None and sink.reads_into
+        # where the next read goes; a direct sink's view is asked for read by read
+        own = self.splice_to is None and not self.direct
+        self.view = memoryview(bytearray(block_size)) if own else None
         self.filled = 0  # bytes of `view` read, not yet stored
         self.size = 0  # bytes the sink accepted
         self.eof = False
@@ -129,6 +134,7 @@ class Pump:
 
     def close(self) -> None:
         """Close the pipe (its writers get SIGPIPE from now on); `fd` becomes -1."""
+        self._drop_sink_view()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -158,7 +164,8 @@ class Pump:
         """Read into the buffer; hash and store it when full or at EOF. The pipe often
         holds a few KiB at a time: hashing and writing whole buffers keeps the cost
         per byte low. BlockingIOError when the pipe is empty."""
-        assert self.view is not None
+        if self.view is None:  # direct: the sink's memory for the next bytes
+            self.view = self.sink.read_buffer(self.block_size)
         count = os.readv(self.fd, [self.view[self.filled :]])
         self.filled += count
         if count == 0 or self.filled == len(self.view):
@@ -168,16 +175,31 @@ class Pump:
     def flush(self) -> None:
         """Hash and store what the buffer holds (read path; nothing to do when splicing)."""
         if not self.filled or self.view is None:
+            self._drop_sink_view()
             return
         with self.view[: self.filled] as chunk:
             if self.hasher is not None:
                 self.hasher.update(chunk)
+            if not self.direct:
+                try:
+                    self.sink.write(chunk)
+                except OSError as error:
+                    raise BackendError(f"{self.context}: {error}") from error
+        count, self.filled = self.filled, 0
+        if self.direct:
+            self._drop_sink_view()
             try:
-                self.sink.write(chunk)
+                self.sink.took(count)
             except OSError as error:
                 raise BackendError(f"{self.context}: {error}") from error
-        count, self.filled = self.filled, 0
         self._stored(count)
+
+    def _drop_sink_view(self) -> None:
+        """A direct sink's view is released before the sink is told anything: the
+        sink may then cut or reuse its memory."""
+        if self.direct and self.view is not None:
+            self.view.release()
+            self.view = None
 
     def _stored(self, count: int) -> None:
         self.size += count

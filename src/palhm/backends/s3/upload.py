@@ -26,7 +26,8 @@ Memory: one part being filled plus at most `in_flight_parts(size)` parts uploadi
 (up to 8, fewer once parts are big: about 64 MiB of buffers while parts are small,
 two parts once a part alone exceeds that), whatever the object size. The objects of
 one copy share a budget of 128 MiB in flight (`UploadBudget`; one part per object
-may exceed it so that every upload progresses).
+may exceed it so that every upload progresses), and at most as many bytes of spare
+part buffers, kept for reuse once their upload ended.
 
 `equal-parts` (Cloudflare R2 wants every part but the last of one size): no growth,
 parts of `first_part_size` (alloc-size / 9,000 when announced), so an object holds at
@@ -211,12 +212,43 @@ def check_announced_size(schedule: PartSchedule, alloc_size: int | None, where: 
 class UploadBudget:
     """Bytes of parts in flight, shared by the objects of one copy, so that many
     objects uploading at once stay within `limit` (each may still have one part in
-    flight, so every upload progresses)."""
+    flight, so every upload progresses).
+
+    It also keeps the part buffers whose upload ended (at most `limit` bytes of them)
+    for the next part of the same size, of any object of the copy: a part is read
+    into memory palhm already has, not into new pages that must be zeroed and faulted
+    in (bytearray(n) writes n zeros)."""
 
     def __init__(self, limit: int = COPY_IN_FLIGHT_BUDGET) -> None:
         self.limit = limit
         self.used = 0
         self.changed = threading.Condition()
+        self._spare: list[bytearray] = []
+        self._spare_bytes = 0
+
+    @property
+    def spare_bytes(self) -> int:
+        """Bytes of part buffers kept for reuse."""
+        return self._spare_bytes
+
+    def part_buffer(self, size: int) -> bytearray:
+        """A buffer of exactly `size` bytes (a spare one when there is one; its bytes
+        are whatever the last part left there)."""
+        with self.changed:
+            for index, spare in enumerate(self._spare):
+                if len(spare) == size:
+                    del self._spare[index]
+                    self._spare_bytes -= size
+                    return spare
+        return bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        """A part buffer no request uses any more, kept for part_buffer() while the
+        spares stay within `limit` bytes."""
+        with self.changed:
+            if self._spare_bytes + len(buffer) <= self.limit:
+                self._spare.append(buffer)
+                self._spare_bytes += len(buffer)
 
 
 def in_flight_parts(part_size: int) -> int:
@@ -276,7 +308,18 @@ class UploadTarget:
 
 class S3ObjectSink(ObjectSink):
     """One object streamed to S3: a PutObject if it fits the first part, else a
-    multipart upload with growing parts (see the module docstring)."""
+    multipart upload with growing parts (see the module docstring).
+
+    The part being filled is `_buffer[:_filled]`, `_buffer` being a whole part from
+    its first byte on. palhm reads the pipe straight into it (read_buffer() / took():
+    the bytes are copied once, by the read, and hashed where they lie); write()
+    copies into it, for the callers that hold the bytes elsewhere (several
+    destinations, a rate limit). A full part's buffer goes to the upload as it is and
+    back to the budget's spares when the upload ends; the object's last part, which
+    usually ends inside its buffer, is copied out and the buffer kept at once, so the
+    next object of the copy starts on it."""
+
+    reads_into = True
 
     def __init__(
         self, target: UploadTarget, schedule: PartSchedule, budget: UploadBudget | None = None
@@ -285,6 +328,7 @@ class S3ObjectSink(ObjectSink):
         self._budget = budget or UploadBudget()
         self._schedule = schedule
         self._buffer = bytearray()
+        self._filled = 0
         self._size = 0
         self._upload_id: str | None = None
         self._parts: dict[int, dict[str, Any]] = {}
@@ -304,15 +348,47 @@ class S3ObjectSink(ObjectSink):
         """Sizes of the parts sent so far ([size] for a single PutObject)."""
         return list(self._part_sizes)
 
+    def _part(self) -> bytearray:
+        """The buffer of the part being filled: a whole part from the start (a spare
+        one when there is one), so it never grows or moves."""
+        if not self._buffer:
+            self._buffer = self._budget.part_buffer(self._schedule.size(len(self._part_sizes) + 1))
+        return self._buffer
+
     def write(self, data: memoryview) -> None:
         view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         while view:
-            room = self._schedule.size(len(self._part_sizes) + 1) - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._schedule.size(len(self._part_sizes) + 1):
+            part = self._part()
+            chunk, view = view[: len(part) - self._filled], view[len(part) - self._filled :]
+            end = self._filled + len(chunk)
+            part[self._filled : end] = chunk
+            self._filled = end
+            if end == len(part):
                 self._send_part()
         self._size += data.nbytes
+
+    def read_buffer(self, size: int) -> memoryview:
+        part = self._part()
+        return memoryview(part)[self._filled : min(len(part), self._filled + size)]
+
+    def took(self, count: int) -> None:
+        self._filled += count
+        self._size += count
+        if self._filled == len(self._buffer):
+            self._send_part()
+
+    def _take_body(self) -> tuple[bytearray, bool]:
+        """The part's bytes to upload, and whether they are a whole part buffer (to be
+        given back once uploaded). The object's last part usually ends inside its
+        buffer: those bytes are copied out (at most one part per object) and the
+        buffer is kept for another part at once."""
+        body, filled = self._buffer, self._filled
+        self._buffer, self._filled = bytearray(), 0
+        if filled == len(body):
+            return body, bool(body)
+        last = body[:filled]
+        self._budget.give_back(body)
+        return last, False
 
     def close(self) -> int:
         try:
@@ -342,12 +418,12 @@ class S3ObjectSink(ObjectSink):
                 )
             except Exception as exc:  # rollback aborts whatever remains under the prefix
                 log.debug("%s: abort of the upload failed: %s", self._target.location, exc)
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
 
     # -- single PutObject -------------------------------------------------------------
 
     def _put_single(self) -> None:
-        body, self._buffer = self._buffer, bytearray()
+        body, _ = self._take_body()
         target = self._target
         with _failure(target.location, "upload"):
             target.client.put_object(Body=body, **target.put_args(), **target.body_args(body))
@@ -386,12 +462,12 @@ class S3ObjectSink(ObjectSink):
             )
         if self._upload_id is None:
             self._start_multipart()
-        body, self._buffer = self._buffer, bytearray()
+        body, spare = self._take_body()
         self._part_sizes.append(len(body))
         self._wait_for_room(len(body))
         self._raise_failed()
         future = self._executor().submit(self._upload_part, part_number, body)
-        future.add_done_callback(functools.partial(self._part_done, len(body)))
+        future.add_done_callback(functools.partial(self._part_done, body, spare))
         self._futures.append(future)
 
     def _wait_for_room(self, part_size: int) -> None:
@@ -406,11 +482,13 @@ class S3ObjectSink(ObjectSink):
             self._in_flight += 1
             budget.used += part_size
 
-    def _part_done(self, part_size: int, _: Future[None]) -> None:
+    def _part_done(self, body: bytearray, spare: bool, _: Future[None]) -> None:
         with self._budget.changed:
             self._in_flight -= 1
-            self._budget.used -= part_size
+            self._budget.used -= len(body)
             self._budget.changed.notify_all()
+        if spare:
+            self._budget.give_back(body)
 
     def _start_multipart(self) -> None:
         args = self._target.create_args()
@@ -455,7 +533,7 @@ class S3ObjectSink(ObjectSink):
         self._futures = [f for f in self._futures if not f.done()]
 
     def _complete(self) -> None:
-        if self._buffer:
+        if self._filled:
             self._send_part()
         self._drain(cancel=False)
         parts = [self._parts[n] for n in sorted(self._parts)]
