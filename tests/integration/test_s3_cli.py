@@ -276,3 +276,37 @@ def test_a_damaged_manifest_is_listed_fails_verify_and_is_never_rotated(
     left = copies(s3, s3_bucket)
     assert newest in left and len(left) == 2
     assert left[newest][MANIFEST_NAME]["Size"] == len(damage)
+
+
+STRAY_AFTER = """
+import shutil, subprocess, sys
+with open(sys.argv[1], "rb") as source:
+    shutil.copyfileobj(source, sys.stdout.buffer)
+sys.stdout.flush()
+# a new session, out of reach of palhm's process group, still holding stdout
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+"""
+
+
+@pytest.mark.parametrize("size", [3, 12 * MiB + 5], ids=["small", "several-parts"])
+def test_a_stray_holding_the_output_ends_the_object_with_exactly_the_stage_bytes(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, s3: Any, size: int
+) -> None:
+    """The pump's stop path (a process left holding the pipe) with the bytes read
+    straight into the parts: the stored object is exactly what the stage wrote."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(size))
+    stage = {"type": "exec-inline", "argv": [sys.executable, "-c", STRAY_AFTER, str(source)]}
+    doc = backup_config(s3_bucket, moto_server.endpoint_url, [{"path": "o", "pipeline": [stage]}])
+    config = write_config(tmp_path / "palhm.conf", doc)
+    result = run(config, moto_server)
+    assert result.returncode == 0, result.stderr
+    assert "killed" in result.stderr, result.stderr  # the stray was reported and stopped
+    (prefix,) = copies(s3, s3_bucket)
+    stored = s3.get_object(Bucket=s3_bucket, Key=f"{ROOT}/{prefix}/o")["Body"].read()
+    assert stored == source.read_bytes()
+    manifest = json.loads(
+        s3.get_object(Bucket=s3_bucket, Key=f"{ROOT}/{prefix}/{MANIFEST_NAME}")["Body"].read()
+    )
+    assert manifest["objects"][0]["size"] == size
+    assert palhm_cli(config, moto_server, "verify", "backup").returncode == 0
