@@ -359,7 +359,8 @@ class S3ObjectSink(ObjectSink):
         view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         while view:
             part = self._part()
-            chunk, view = view[: len(part) - self._filled], view[len(part) - self._filled :]
+            room = len(part) - self._filled
+            chunk, view = view[:room], view[room:]
             end = self._filled + len(chunk)
             part[self._filled : end] = chunk
             self._filled = end
